@@ -1,0 +1,1 @@
+"""The carrier sandbox: UPS, FedEx and USPS emulated in their real wire formats."""

@@ -1,0 +1,101 @@
+"""
+Shared fixtures: a real redis-server process, the carrier sandbox on
+loopback, and settings pointing at both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from carriers.sandbox.app import create_sandbox_app, state_key
+from carriers.sandbox.state import SandboxState
+from tracksvc.redis_server import RedisServer
+from tracksvc.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SAMPLES = SHARED / "carrier-samples"
+NUMBER_DATA = SHARED / "tracking-number-data"
+
+
+def load_sample(carrier: str, name: str) -> Any:
+    """A payload from ../shared/carrier-samples/<carrier>/<name>."""
+    return json.loads((SAMPLES / carrier / name).read_text())
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (AOF on)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client on a flushed database."""
+    if redis_server.process is None:  # a test stopped it
+        redis_server.start()
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+class Sandbox:
+    """A running sandbox: its base URL and its state."""
+
+    def __init__(self, url: str, state: SandboxState) -> None:
+        self.url = url
+        self.state = state
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """The carrier sandbox served on 127.0.0.1 (real HTTP)."""
+    app = create_sandbox_app()
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield Sandbox(f"http://127.0.0.1:{port}", app[state_key])
+    await runner.cleanup()
+
+
+@pytest.fixture
+def make_settings(redis_server: RedisServer) -> Callable[..., Settings]:
+    """Settings for tests; carriers point at ``base_url`` (the sandbox) when given."""
+
+    def factory(base_url: str | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": redis_server.url,
+            "api_keys": "agent:agent-key,portal:portal-key,warehouse:warehouse-key,"
+            "ingest:ingest-key,admin:admin-key",
+            "carrier_timeout_s": 3.0,
+            "carrier_retry_attempts": 3,
+        }
+        for carrier in ("ups", "fedex", "usps"):
+            values[f"{carrier}_client_id"] = f"{carrier}-test-id"
+            values[f"{carrier}_client_secret"] = f"{carrier}-test-secret"
+            if base_url:
+                values[f"{carrier}_base_url"] = base_url
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory

@@ -1,0 +1,159 @@
+"""
+The one exception tree of tracksvc.
+
+::
+
+    TrackingError
+    ├── CarrierError                 a carrier could not be asked (whole call failed)
+    │   ├── CarrierTimeout           no answer within the timeout
+    │   ├── CarrierUnavailable       connection refused/reset, 5xx
+    │   ├── CarrierRateLimited       429; carries retry_after_s when the carrier said
+    │   ├── CarrierAuthError         OAuth token refused, 401/403 after one refresh
+    │   └── CarrierResponseError     the body was not the documented shape (malformed JSON, ...)
+    ├── RegistryUnavailable          Redis could not be reached
+    └── RequestError                 the caller's fault; rendered as a JSON error
+        ├── InvalidReference         400: cannot be a reference at all
+        ├── ReferenceNotFound        404: not registered and no carrier's format
+        ├── Unauthorized             401: no valid API key
+        ├── Forbidden                403: key valid, role not allowed
+        └── ValidationFailed         422: body did not validate
+
+Carrier outcomes for a single number (not found, invalid number) are data
+(:class:`tracksvc.models.CarrierMessage`), never exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracksvc.models import Carrier, Outcome
+
+
+class TrackingError(Exception):
+    """Base of every tracksvc error."""
+
+
+class CarrierError(TrackingError):
+    """A carrier call failed as a whole."""
+
+    outcome: Outcome = Outcome.unavailable
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        carrier: Carrier,
+        tracking_number: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.carrier = carrier
+        self.tracking_number = tracking_number
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f"{self.carrier.value}"
+        if self.status is not None:
+            where += f" HTTP {self.status}"
+        return f"{where}: {self.message}"
+
+
+class CarrierTimeout(CarrierError):
+    """The carrier did not answer within the configured timeout."""
+
+    outcome = Outcome.timeout
+
+
+class CarrierUnavailable(CarrierError):
+    """Connection failure or a 5xx answer."""
+
+    outcome = Outcome.unavailable
+
+
+class CarrierRateLimited(CarrierError):
+    """The carrier answered 429 (or our own quota refused the call)."""
+
+    outcome = Outcome.rate_limited
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        carrier: Carrier,
+        tracking_number: str | None = None,
+        status: int | None = 429,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, carrier=carrier, tracking_number=tracking_number, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class CarrierAuthError(CarrierError):
+    """The carrier refused our credentials."""
+
+    outcome = Outcome.auth_failed
+
+
+class CarrierResponseError(CarrierError):
+    """The carrier's answer could not be parsed."""
+
+    outcome = Outcome.malformed
+
+
+class RegistryUnavailable(TrackingError):
+    """Redis could not be reached for the registry or the cache."""
+
+
+class RequestError(TrackingError):
+    """An error caused by the request; carries its HTTP status and error code."""
+
+    http_status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidReference(RequestError):
+    """The input cannot be a reference at all."""
+
+    http_status = 400
+    code = "invalid_reference"
+
+
+class ReferenceNotFound(RequestError):
+    """Neither registered nor a valid number of any carrier."""
+
+    http_status = 404
+    code = "reference_not_found"
+
+
+class Unauthorized(RequestError):
+    """No valid API key was presented."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    """The key is valid but its role may not use this route."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class ValidationFailed(RequestError):
+    """The request body did not validate."""
+
+    http_status = 422
+    code = "validation_failed"
+
+
+class NotFound(RequestError):
+    """A resource (order, subscription) does not exist."""
+
+    http_status = 404
+    code = "not_found"
