@@ -1,24 +1,6 @@
 """
-Carrier adapters: one package per carrier, each exporting ``Adapter``.
-
-``REGISTRY`` maps a carrier to its adapter class; the service builds one
-adapter per carrier around a shared ``aiohttp.ClientSession``.
+Carrier adapters: one package per carrier (``ups``, ``fedex``, ``usps``),
+each exporting ``Adapter``; ``carriers.registry.REGISTRY`` maps a carrier to
+its adapter class. ``carriers.sandbox`` emulates all three for tests and the
+demo. Importing this package imports nothing else.
 """
-
-from __future__ import annotations
-
-from collections.abc import Mapping
-
-from carriers.base import CarrierAdapter
-from carriers.fedex import Adapter as FedexAdapter
-from carriers.ups import Adapter as UpsAdapter
-from carriers.usps import Adapter as UspsAdapter
-from tracksvc.models import Carrier
-
-REGISTRY: Mapping[Carrier, type[CarrierAdapter]] = {
-    Carrier.ups: UpsAdapter,
-    Carrier.fedex: FedexAdapter,
-    Carrier.usps: UspsAdapter,
-}
-
-__all__ = ["REGISTRY", "CarrierAdapter"]

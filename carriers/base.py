@@ -57,6 +57,14 @@ class CarrierAdapter(Protocol):
     #: How many numbers one tracking call may carry.
     max_batch: int
 
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: CarrierSettings,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None: ...
+
     async def track(self, numbers: Sequence[str]) -> TrackAnswer:
         """
         Ask the carrier about ``numbers`` (at most :attr:`max_batch`).

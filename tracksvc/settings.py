@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     cache_ttl_active_s: int = 15 * 60
     cache_ttl_final_s: int = 3 * 24 * 3600
     cache_ttl_not_found_s: int = 10 * 60
+    #: How long an answer is kept at all, to serve (marked stale) when the carrier is down.
+    cache_hard_ttl_s: int = 7 * 24 * 3600
 
     #: Content-Security-Policy frame-ancestors for the UI pages.
     frame_ancestors: str = "'self'"

@@ -1,0 +1,24 @@
+"""
+The carrier registry: which adapter class speaks for which carrier.
+
+``REGISTRY`` maps a carrier to its adapter class; the service builds one
+adapter per carrier around a shared ``aiohttp.ClientSession``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from carriers.base import CarrierAdapter
+from carriers.fedex import Adapter as FedexAdapter
+from carriers.ups import Adapter as UpsAdapter
+from carriers.usps import Adapter as UspsAdapter
+from tracksvc.models import Carrier
+
+REGISTRY: Mapping[Carrier, type[CarrierAdapter]] = {
+    Carrier.ups: UpsAdapter,
+    Carrier.fedex: FedexAdapter,
+    Carrier.usps: UspsAdapter,
+}
+
+__all__ = ["REGISTRY"]

@@ -1,0 +1,74 @@
+"""
+The application factory: settings in, an aiohttp app out. Each resource has
+its own cleanup context, registered in dependency order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from carriers.registry import REGISTRY
+from tracksvc.cache import TrackingCache, TtlPolicy
+from tracksvc.handlers import add_routes
+from tracksvc.keys import http_key, redis_key, service_key, settings_key, tracker_key
+from tracksvc.middlewares import context_middleware, error_middleware, make_auth_middleware
+from tracksvc.service import TrackService
+from tracksvc.settings import Settings
+from tracksvc.tracker import Tracker
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One Redis client (pool) for the app; it reconnects by itself."""
+    settings = app[settings_key]
+    app[redis_key] = aioredis.Redis.from_url(
+        settings.redis_url or DEFAULT_REDIS_URL,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        health_check_interval=15,
+    )
+    yield
+    await app[redis_key].aclose()
+
+
+async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session for every carrier call, with explicit timeouts."""
+    settings = app[settings_key]
+    timeout = aiohttp.ClientTimeout(
+        total=settings.carrier_timeout_s, sock_connect=settings.carrier_connect_timeout_s
+    )
+    connector = aiohttp.TCPConnector(limit=200, limit_per_host=100)
+    app[http_key] = aiohttp.ClientSession(timeout=timeout, connector=connector)
+    yield
+    await app[http_key].close()
+
+
+async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The carrier adapters, the cache and the tracker over them."""
+    settings = app[settings_key]
+    adapters = {
+        carrier: adapter_cls(app[http_key], settings.carrier(carrier))
+        for carrier, adapter_cls in REGISTRY.items()
+    }
+    cache = TrackingCache(app[redis_key], TtlPolicy.from_settings(settings))
+    app[tracker_key] = Tracker(adapters, cache, deadline_s=settings.carrier_timeout_s)
+    app[service_key] = TrackService(app[tracker_key], settings)
+    yield
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    """Build the tracksvc app from ``settings`` (the environment by default)."""
+    settings = settings or Settings()
+    app = web.Application(
+        middlewares=[context_middleware, error_middleware, make_auth_middleware(settings.api_keys)],
+        client_max_size=64 * 1024 * 1024,
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.extend([redis_ctx, http_session_ctx, tracker_ctx])
+    add_routes(app)
+    return app

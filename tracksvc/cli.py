@@ -1,0 +1,94 @@
+"""
+The ``tracksvc`` command: serve, sandbox, demo, track.
+
+Settings come from the environment (``TRACKSVC_*``); flags override the few
+that matter on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import orjson
+from aiohttp import web
+
+from tracksvc.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tracksvc.app import create_app
+    from tracksvc.logging import configure_logging
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    configure_logging(settings)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from carriers.sandbox.app import create_sandbox_app
+    from carriers.sandbox.state import SandboxState
+
+    state = SandboxState(latency_s=args.latency_ms / 1000)
+    print(f"carrier sandbox on http://{args.host}:{args.port} (UPS, FedEx, USPS)", flush=True)
+    web.run_app(create_sandbox_app(state), host=args.host, port=args.port, print=None)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tracksvc.demo import run_demo
+
+    return asyncio.run(run_demo(port=args.port, sandbox_port=args.sandbox_port))
+
+
+def _track(args: argparse.Namespace) -> int:
+    from tracksvc.local import track_once
+
+    settings = Settings()
+    view = asyncio.run(track_once(settings, args.reference))
+    sys.stdout.write(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0 if "error" not in view else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tracksvc`` command."""
+    parser = argparse.ArgumentParser(prog="tracksvc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=_serve)
+
+    sandbox = sub.add_parser("sandbox", help="run the carrier sandbox (UPS, FedEx, USPS emulation)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.set_defaults(func=_sandbox)
+
+    demo = sub.add_parser("demo", help="Redis + sandbox + service + seeded orders, one command")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--sandbox-port", type=int, default=0)
+    demo.set_defaults(func=_demo)
+
+    track = sub.add_parser("track", help="look one reference up and print the agent view")
+    track.add_argument("reference")
+    track.set_defaults(func=_track)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tracksvc`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""Typed application state keys (``request.app[settings_key]``)."""
+
+from __future__ import annotations
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from tracksvc.service import TrackService
+from tracksvc.settings import Settings
+from tracksvc.tracker import Tracker
+
+settings_key = web.AppKey("settings_key", Settings)
+redis_key = web.AppKey("redis_key", aioredis.Redis)
+http_key = web.AppKey("http_key", aiohttp.ClientSession)
+tracker_key = web.AppKey("tracker_key", Tracker)
+service_key = web.AppKey("service_key", TrackService)

@@ -1,0 +1,138 @@
+"""
+Request middlewares: request context for logs (with one canonical line per
+request), API-key roles, and errors as JSON (never a stack trace).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tracksvc.errors import Forbidden, RequestError, Unauthorized
+
+log = structlog.get_logger("http")
+
+#: Attribute set on handlers by :func:`requires`.
+ROLES_ATTR = "_tracksvc_roles"
+
+
+def requires(*roles: str) -> Callable[[Handler], Handler]:
+    """Mark a handler as needing an API key of one of ``roles`` (admin always passes)."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, ROLES_ATTR, frozenset((*roles, "admin")))
+        return handler
+
+    return mark
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    """The one JSON error shape: ``{"error": {"code", "message"}}``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": error}),
+        content_type="application/json",
+    )
+
+
+def role_for(api_keys: Mapping[str, str], presented: str) -> str | None:
+    """The role of a presented key, compared in constant time against every key."""
+    found: str | None = None
+    for key, role in api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = role
+    return found
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The bearer key of a request, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    return None
+
+
+def make_auth_middleware(api_keys: Mapping[str, str]) -> Any:
+    """Enforce the roles :func:`requires` put on handlers."""
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        allowed: frozenset[str] | None = getattr(_unwrap(request), ROLES_ATTR, None)
+        if allowed is None:
+            return await handler(request)
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        role = role_for(api_keys, key)
+        if role is None:
+            raise Unauthorized("the API key is not valid")
+        if role not in allowed:
+            raise Forbidden(f"the '{role}' role may not use this route")
+        request["role"] = role
+        return await handler(request)
+
+    return auth_middleware
+
+
+def _unwrap(request: web.Request) -> Callable[..., Awaitable[web.StreamResponse]] | None:
+    match_info = request.match_info
+    route = getattr(match_info, "route", None)
+    return getattr(route, "handler", None)
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to every log line; log one canonical line per request."""
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id = request_id[:64]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource
+        log.info(
+            "request_completed",
+            route=route.canonical if route is not None else request.path,
+            status=status,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes the JSON error shape; unexpected ones are logged, not shown."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        response = error_response(exc.status, code, exc.text or exc.reason)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("request_failed")
+        return error_response(
+            500, "internal_error", "tracksvc failed to answer; the failure was logged"
+        )
