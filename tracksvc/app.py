@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from carriers.registry import REGISTRY
 from tracksvc.cache import TrackingCache, TtlPolicy
+from tracksvc.connections import redis_client
 from tracksvc.handlers import add_routes
 from tracksvc.keys import http_key, redis_key, service_key, settings_key, tracker_key
 from tracksvc.middlewares import context_middleware, error_middleware, make_auth_middleware
@@ -24,14 +24,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One Redis client (pool) for the app; it reconnects by itself."""
-    settings = app[settings_key]
-    app[redis_key] = aioredis.Redis.from_url(
-        settings.redis_url or DEFAULT_REDIS_URL,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        health_check_interval=15,
-    )
+    """One Redis client (pool) for the app."""
+    app[redis_key] = redis_client(app[settings_key].redis_url or DEFAULT_REDIS_URL)
     yield
     await app[redis_key].aclose()
 

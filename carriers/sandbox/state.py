@@ -154,7 +154,9 @@ class SandboxState:
         if plan.mode == "401":
             return render_error(401, "token_expired", "Bearer Token expired (oauth)")
         if plan.mode == "malformed":
-            return web.Response(status=200, body=b'{"trackResponse": {"shipment": [', content_type="application/json")
+            return web.Response(
+                status=200, body=b'{"trackResponse": {"shipment": [', content_type="application/json"
+            )
         if plan.mode == "hang":
             await asyncio.sleep(self.hang_s)
             return web.Response(status=504)

@@ -7,6 +7,7 @@ import time
 import redis.asyncio as aioredis
 
 from tracksvc.cache import CachedAnswer, TrackingCache, TtlPolicy, track_key
+from tracksvc.connections import redis_client
 from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
 
 POLICY = TtlPolicy(active_s=900, final_s=86400, not_found_s=600, hard_s=7 * 86400)
@@ -58,7 +59,7 @@ async def test_unreadable_entry_is_a_miss(redis_client: aioredis.Redis) -> None:
 
 async def test_redis_down_is_a_miss_not_an_error() -> None:
     """With Redis unreachable, get answers None and set answers False."""
-    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis_client("redis://127.0.0.1:1/0")
     cache = TrackingCache(dead, POLICY)
     try:
         assert await cache.get(Carrier.ups, "1ZX") is None
