@@ -14,8 +14,9 @@ from carriers.registry import REGISTRY
 from tracksvc.cache import TrackingCache, TtlPolicy
 from tracksvc.connections import redis_client
 from tracksvc.handlers import add_routes
-from tracksvc.keys import http_key, redis_key, service_key, settings_key, tracker_key
+from tracksvc.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
 from tracksvc.middlewares import context_middleware, error_middleware, make_auth_middleware
+from tracksvc.registry import Registry
 from tracksvc.service import TrackService
 from tracksvc.settings import Settings
 from tracksvc.tracker import Tracker
@@ -51,7 +52,8 @@ async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
     }
     cache = TrackingCache(app[redis_key], TtlPolicy.from_settings(settings))
     app[tracker_key] = Tracker(adapters, cache, deadline_s=settings.carrier_timeout_s)
-    app[service_key] = TrackService(app[tracker_key], settings)
+    app[registry_key] = Registry(app[redis_key])
+    app[service_key] = TrackService(app[tracker_key], settings, app[registry_key])
     yield
 
 

@@ -68,7 +68,7 @@ def demo_settings(redis_url: str, sandbox_url: str, keys: DemoKeys, port: int) -
         values[f"{carrier}_base_url"] = sandbox_url
         values[f"{carrier}_client_id"] = f"demo-{carrier}"
         values[f"{carrier}_client_secret"] = secrets.token_urlsafe(12)
-    return Settings(**values)
+    return Settings.model_validate(values)
 
 
 async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0.1") -> int:

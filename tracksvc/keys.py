@@ -6,6 +6,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from tracksvc.registry import Registry
 from tracksvc.service import TrackService
 from tracksvc.settings import Settings
 from tracksvc.tracker import Tracker
@@ -15,3 +16,4 @@ redis_key = web.AppKey("redis_key", aioredis.Redis)
 http_key = web.AppKey("http_key", aiohttp.ClientSession)
 tracker_key = web.AppKey("tracker_key", Tracker)
 service_key = web.AppKey("service_key", TrackService)
+registry_key = web.AppKey("registry_key", Registry)

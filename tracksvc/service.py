@@ -1,26 +1,41 @@
 """
-The lookup flow of design.md section 1: normalize, resolve, ask the carriers
-(through :class:`~tracksvc.tracker.Tracker`), classify, aggregate, and build
-the agent view. No aiohttp.web here.
+The lookup flow of design.md section 1: normalize, resolve through the
+registry, else detect carriers; ask the carriers (through
+:class:`~tracksvc.tracker.Tracker`), classify with the clock and the
+registry's facts, aggregate, and build the agent view. No aiohttp.web here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+
+import structlog
 
 from tracksvc import references
 from tracksvc.advice import CARRIER_NAMES, advice_for, humanize_age
-from tracksvc.errors import ReferenceNotFound
+from tracksvc.errors import ReferenceNotFound, RegistryUnavailable
 from tracksvc.models import TrackingEvent, TrackingStatus
+from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.registry import Registry, Resolution
 from tracksvc.settings import Settings
-from tracksvc.status import Limits, aggregate, classify
+from tracksvc.status import Classified, Clocks, Limits, aggregate, apply_age_rule, classify
 from tracksvc.summary import summarize
 from tracksvc.tracker import Freshness, Lookup, Tracker
 from tracksvc.views import EventView, ShipmentView, TrackView, location_text
 
-#: Statuses whose shipment counts as needing the warehouse's attention in advice texts.
-_STALE_FLAG = "stale"
+log = structlog.get_logger("service")
+
+#: Carrier statuses that mean the carrier never had the parcel in hand.
+NEVER_SCANNED = frozenset(
+    {TrackingStatus.label_created, TrackingStatus.not_tendered, TrackingStatus.not_found}
+)
+
+#: Statuses after which a promised date no longer matters.
+PROMISE_KEPT_OR_MOOT = frozenset(
+    {TrackingStatus.delivered, TrackingStatus.cancelled, TrackingStatus.returned_to_sender}
+)
 
 
 def event_view(event: TrackingEvent) -> EventView:
@@ -38,9 +53,17 @@ def _reason(lookup: Lookup) -> str | None:
     message = lookup.message
     if message is None:
         return None
-    if lookup.freshness is Freshness.stale:
+    if lookup.freshness is Freshness.stale and lookup.as_of is not None:
         return f"showing the answer from {lookup.as_of:%Y-%m-%d %H:%M} UTC: {message.message}"
     return message.message or message.outcome.value
+
+
+def _registered_but_unknown(record: ShipmentRecord, now: datetime, limits: Limits) -> Classified:
+    # A registered label the carrier does not know yet (USPS 150001 "not yet
+    # available", UPS TW0001, FedEx NOTFOUND): the label exists, so it is a
+    # label within the grace period and never tendered after it.
+    clocks = Clocks(now=now, label_created_at=record.label_created_at, last_scan_at=None)
+    return apply_age_rule(TrackingStatus.label_created, clocks, limits)
 
 
 def shipment_view(
@@ -48,9 +71,8 @@ def shipment_view(
     *,
     now: datetime,
     limits: Limits,
-    shipment_id: str | None = None,
-    label_created_at: datetime | None = None,
-    direction: str = "outbound",
+    record: ShipmentRecord | None = None,
+    promised: datetime | None = None,
 ) -> ShipmentView:
     """
     One shipment as the agent sees it, classified with the clock.
@@ -59,52 +81,91 @@ def shipment_view(
         lookup: what the carrier (or cache) said.
         now: the current time.
         limits: grace and stall limits.
-        shipment_id: the registry's id, when registered.
-        label_created_at: the registry's label time, when registered.
-        direction: outbound or return.
+        record: the registry's record, when the shipment is registered.
+        promised: end of the promised delivery day, when one was promised.
     """
     flags: list[str] = []
     if lookup.freshness is Freshness.stale:
-        flags.append(_STALE_FLAG)
-    base = dict(
-        shipment_id=shipment_id,
+        flags.append("stale")
+    registry_facts: dict[str, object] = {}
+    if record is not None:
+        registry_facts = dict(
+            shipment_id=record.shipment_id,
+            direction=record.direction.value,
+            order_number=record.order_number,
+            origin=record.origin,
+            internal_status=record.internal_status,
+            internal_note=record.internal_note,
+            internal_shipping_number=record.internal_shipping_number,
+            promised_delivery_date=record.promised_delivery_date,
+        )
+    label_created_at = record.label_created_at if record is not None else None
+    common = dict(
         carrier=lookup.carrier,
         tracking_number=lookup.number,
         tracking_url=references.tracking_url(lookup.carrier, lookup.number),
-        direction=direction,
         as_of=lookup.as_of,
         freshness=lookup.freshness.value,
         reason=_reason(lookup),
+        **registry_facts,
     )
     result = lookup.result
     if result is None:
-        status = TrackingStatus.not_found if lookup.carrier_denies_it else TrackingStatus.unknown
         message = lookup.message
-        return ShipmentView(
-            **base,
-            status=status,
+        if lookup.carrier_denies_it and record is not None:
+            classified = _registered_but_unknown(record, now, limits)
+        elif lookup.carrier_denies_it:
+            classified = Classified(TrackingStatus.not_found, None)
+        else:
+            classified = Classified(TrackingStatus.unknown, None)
+        view = ShipmentView(
+            **common,
+            status=classified.status,
+            status_since=classified.since,
             status_detail=message.message if message else None,
             carrier_status_code=message.code if message and message.code else None,
             label_created_at=label_created_at,
             flags=flags,
         )
-    classified = classify(result, now=now, limits=limits, label_created_at=label_created_at)
-    if classified.status in (TrackingStatus.not_tendered, TrackingStatus.stalled):
-        flags.append(classified.status.value)
-    events = [event_view(e) for e in result.events]
-    return ShipmentView(
-        **base,
-        status=classified.status,
-        status_detail=result.status_detail,
-        carrier_status_code=result.carrier_status_code,
-        label_created_at=label_created_at or result.label_created_at,
-        status_since=classified.since,
-        last_event=events[0] if events else None,
-        events=events,
-        estimated_delivery=result.estimated_delivery,
-        delivered_at=result.delivered_at,
-        flags=flags,
-    )
+    else:
+        classified = classify(result, now=now, limits=limits, label_created_at=label_created_at)
+        events = [event_view(e) for e in result.events]
+        view = ShipmentView(
+            **common,
+            status=classified.status,
+            status_detail=result.status_detail,
+            carrier_status_code=result.carrier_status_code,
+            label_created_at=label_created_at or result.label_created_at,
+            status_since=classified.since,
+            last_event=events[0] if events else None,
+            events=events,
+            estimated_delivery=result.estimated_delivery,
+            delivered_at=result.delivered_at,
+            flags=flags,
+        )
+    if record is not None and record.voided:
+        view = view.model_copy(update={"status": TrackingStatus.cancelled})
+    view.flags.extend(_shipment_flags(view, record, now, promised))
+    return view
+
+
+def _shipment_flags(
+    view: ShipmentView, record: ShipmentRecord | None, now: datetime, promised: datetime | None
+) -> list[str]:
+    flags = []
+    if view.status in (TrackingStatus.not_tendered, TrackingStatus.stalled):
+        flags.append(view.status.value)
+    if record is not None and record.claims_shipped and view.status in NEVER_SCANNED:
+        flags.append("internal_mismatch")
+    if promised is not None and view.status not in PROMISE_KEPT_OR_MOOT and now > promised:
+        flags.append("promise_missed")
+    return flags
+
+
+def _end_of_day(value: date | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1)
 
 
 def order_flags(shipments: list[ShipmentView]) -> list[str]:
@@ -116,40 +177,43 @@ def order_flags(shipments: list[ShipmentView]) -> list[str]:
     return list(seen)
 
 
-def advice_facts(
-    shipments: list[ShipmentView], status: TrackingStatus, now: datetime, settings: Settings
-) -> dict[str, object]:
-    """The facts the advice templates are filled with, from the shipment that decided."""
-    decisive = next((s for s in shipments if s.status is status), shipments[0] if shipments else None)
-    facts: dict[str, object] = {"grace_hours": settings.tender_grace_hours}
-    if decisive is None:
-        return facts
-    last = decisive.last_event
-    facts.update(
-        carrier=CARRIER_NAMES[decisive.carrier],
-        tracking_number=decisive.tracking_number,
-        age=humanize_age(decisive.label_created_at, now),
-        last_scan=humanize_age(decisive.status_since or (last.occurred_at if last else None), now),
-        when=humanize_age(decisive.delivered_at, now),
-        detail=decisive.status_detail or (last.description if last else "no details"),
-        reason=decisive.reason or "no answer",
-        origin="(unknown warehouse)",
-    )
-    return facts
+def matched_field(reference: str, resolution: Resolution) -> str:
+    """Which registry field the reference matched (tells the agent what the customer holds)."""
+    if resolution.replaced_from is not None:
+        return "replaced_order"
+    keys = {reference, references.compact(reference)}
+
+    def hit(value: str | None) -> bool:
+        return value is not None and bool({value.upper(), references.compact(value.upper())} & keys)
+
+    if hit(resolution.order_number):
+        return "order_number"
+    table: Mapping[str, Callable[[ShipmentRecord], list[str | None]]] = {
+        "shipment_id": lambda r: [r.shipment_id],
+        "tracking_number": lambda r: [r.tracking_number],
+        "internal_shipping_number": lambda r: [r.internal_shipping_number],
+        "alias": lambda r: list(r.aliases),
+    }
+    for name, values in table.items():
+        if any(hit(v) for r in resolution.shipments for v in values(r)):
+            return name
+    return "alias"
 
 
 class TrackService:
-    """Answers ``GET /v1/track/{reference}``."""
+    """Answers ``GET /v1/track/{reference}`` and the order views built on it."""
 
     def __init__(
         self,
         tracker: Tracker,
         settings: Settings,
+        registry: Registry | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.tracker = tracker
         self.settings = settings
+        self.registry = registry
         self.limits = Limits(
             tender_grace_hours=settings.tender_grace_hours,
             stalled_after_hours=settings.stalled_after_hours,
@@ -158,44 +222,139 @@ class TrackService:
 
     async def track(self, raw_reference: str) -> TrackView:
         """
-        The agent view of any reference.
+        The agent view of any reference: registered first, then carrier numbers.
 
         Raises:
             InvalidReference: the input cannot be a reference.
             ReferenceNotFound: not registered and no carrier's format.
         """
         reference = references.normalize(raw_reference)
+        registry_note: str | None = None
+        resolution: Resolution | None = None
+        if self.registry is not None:
+            try:
+                resolution = await self.registry.resolve(reference)
+            except RegistryUnavailable as exc:
+                log.warning("registry_unavailable", error=str(exc))
+                registry_note = "registry unavailable: order numbers cannot be resolved right now"
+        if resolution is not None:
+            return await self.resolved_view(reference, resolution)
         candidates = references.candidates(reference)
         if not candidates:
-            raise ReferenceNotFound(
+            message = (
                 f"{reference!r} is not a registered order or shipment, and not a valid "
                 "UPS, FedEx or USPS tracking number (format and check digit)."
             )
+            if registry_note:
+                message += f" ({registry_note})"
+            raise ReferenceNotFound(message)
         lookup = await self.tracker.lookup_candidates(candidates)
         now = self.clock()
         shipments = [shipment_view(lookup, now=now, limits=self.limits)]
-        return self.order_view(reference, None, shipments, now)
+        flags = ["registry_unavailable"] if registry_note else []
+        return self.order_view(reference, "carrier_number", None, shipments, now, extra_flags=flags)
+
+    async def resolved_view(self, reference: str, resolution: Resolution) -> TrackView:
+        """The view of a registered order (or a lone registered shipment)."""
+        records = resolution.shipments
+        lookups = await asyncio.gather(
+            *(self.tracker.lookup(r.carrier, r.tracking_number) for r in records)
+        )
+        now = self.clock()
+        order = resolution.order
+        shipments = []
+        for record, lookup in zip(records, lookups, strict=True):
+            promised = _end_of_day(
+                record.promised_delivery_date or (order.promised_delivery_date if order else None)
+            )
+            view = shipment_view(lookup, now=now, limits=self.limits, record=record, promised=promised)
+            shipments.append(view)
+            await self._learn(record, lookup)
+        extra: list[str] = []
+        if resolution.replaced_from is not None:
+            extra.append("replaced_order")
+        if not records and order is not None and order.promised_ship_by and now > order.promised_ship_by:
+            extra.append("ship_by_missed")
+        return self.order_view(
+            reference,
+            matched_field(reference, resolution),
+            resolution.order_number,
+            shipments,
+            now,
+            extra_flags=extra,
+            order=order,
+            replaced_from=resolution.replaced_from,
+        )
+
+    async def _learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
+        """A carrier scan or a carrier void takes the label off the unscanned list."""
+        if self.registry is None or lookup.result is None or record.first_scan_at is not None:
+            return
+        scanned = lookup.result.last_physical_scan_at
+        if scanned is None and lookup.result.status is not TrackingStatus.cancelled:
+            return
+        when = (scanned or self.clock()).timestamp()
+        try:
+            await self.registry.mark_scanned(record, when)
+        except RegistryUnavailable as exc:
+            log.warning("registry_unavailable", error=str(exc))
 
     def order_view(
         self,
         reference: str,
+        matched: str,
         order_number: str | None,
         shipments: list[ShipmentView],
         now: datetime,
+        *,
         extra_flags: list[str] | None = None,
+        order: OrderRecord | None = None,
+        replaced_from: str | None = None,
     ) -> TrackView:
         """Aggregate shipments into the order's status, summary and advice."""
         status = aggregate([s.status for s in shipments])
         flags = [*order_flags(shipments), *(extra_flags or [])]
-        advice = advice_for(status, flags, advice_facts(shipments, status, now, self.settings))
+        facts = self._advice_facts(shipments, status, now)
+        facts.update(
+            order_number=order_number or "unknown",
+            ship_by=f"{order.promised_ship_by:%Y-%m-%d}" if order and order.promised_ship_by else "unknown",
+        )
+        advice = advice_for(status, flags, facts)
+        summary = summarize(shipments, now)
+        if replaced_from is not None:
+            summary = f"Order {replaced_from} was re-placed as {order_number}. {summary}"
         return TrackView(
             reference=reference,
+            matched=matched,
             order_number=order_number,
+            replaced_from=replaced_from,
             status=status,
-            summary=summarize(shipments, now),
+            summary=summary,
             flags=flags,
             agent_advice=advice.agent,
             customer_message=advice.customer,
             shipments=shipments,
         )
 
+    def _advice_facts(
+        self, shipments: list[ShipmentView], status: TrackingStatus, now: datetime
+    ) -> dict[str, object]:
+        """The facts the advice templates are filled with, from the shipment that decided."""
+        decisive = next((s for s in shipments if s.status is status), shipments[0] if shipments else None)
+        facts: dict[str, object] = {"grace_hours": self.settings.tender_grace_hours}
+        if decisive is None:
+            return facts
+        last = decisive.last_event
+        promised = decisive.promised_delivery_date
+        facts.update(
+            carrier=CARRIER_NAMES[decisive.carrier],
+            tracking_number=decisive.tracking_number,
+            age=humanize_age(decisive.label_created_at, now),
+            last_scan=humanize_age(decisive.status_since or (last.occurred_at if last else None), now),
+            when=humanize_age(decisive.delivered_at, now),
+            detail=decisive.status_detail or (last.description if last else "no details"),
+            reason=decisive.reason or "no answer",
+            origin=decisive.origin or "(unknown warehouse)",
+            promised=f"{promised:%Y-%m-%d}" if promised else "unknown",
+        )
+        return facts

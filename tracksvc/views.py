@@ -49,13 +49,25 @@ class ShipmentView(_View):
     #: What went wrong when the carrier could not be asked, or why the answer is stale.
     reason: str | None = None
     flags: list[str] = Field(default_factory=list)
+    #: Registry facts (agent view only): where it left from, what our systems claim.
+    order_number: str | None = None
+    origin: str | None = None
+    internal_status: str | None = None
+    internal_note: str | None = None
+    internal_shipping_number: str | None = None
+    promised_delivery_date: date | None = None
 
 
 class TrackView(_View):
     """Answer of ``GET /v1/track/{reference}``: the agent view."""
 
     reference: str
+    #: What the reference was: order_number, shipment_id, tracking_number,
+    #: internal_shipping_number, alias, replaced_order, or carrier_number (unregistered).
+    matched: str
     order_number: str | None = None
+    #: The earlier order number the reference was, when that order was re-placed.
+    replaced_from: str | None = None
     status: TrackingStatus
     summary: str
     flags: list[str] = Field(default_factory=list)
