@@ -1,23 +1,63 @@
 """
-HTTP handlers: thin. Read the input, call the service, answer JSON.
+HTTP handlers: thin. Read and validate the input, call the service or the
+registry, answer JSON (or CSV where asked).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+import io
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from tracksvc.keys import service_key
+from tracksvc.errors import RequestError, ValidationFailed
+from tracksvc.importer import ImportFormat, import_lines
+from tracksvc.keys import registry_key, service_key, settings_key
 from tracksvc.middlewares import requires
+from tracksvc.records import OrderRecord, ShipmentRecord
+
+M = TypeVar("M", bound=BaseModel)
+
+STALLED_CSV_COLUMNS = (
+    "shipment_id", "order_number", "carrier", "tracking_number", "origin",
+    "label_created_at", "hours_since_label",
+)
 
 
 def json_response(model: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
     """Serialize a view model (or a plain dict) with orjson."""
     payload = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/422 error that says what is wrong."""
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    return body
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """Validate ``data`` as ``model`` or raise a 422 listing each field's error."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        raise ValidationFailed("the record did not validate", details=details) from exc
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -28,11 +68,144 @@ async def healthz(request: web.Request) -> web.Response:
 @requires("agent")
 async def track_reference(request: web.Request) -> web.Response:
     """``GET /v1/track/{reference}``: the agent view of any reference."""
-    view = await request.app[service_key].track(request.match_info["reference"])
+    view = await request.app[service_key].track(request.match_info.get("reference", ""))
     return json_response(view)
+
+
+def _same_id(body: dict[str, Any], name: str, value: str) -> dict[str, Any]:
+    if name in body and str(body[name]).strip() != value:
+        raise ValidationFailed(
+            f"{name} in the body ({body[name]!r}) differs from the one in the path ({value!r})",
+            details=[{"field": name, "message": "must match the path"}],
+        )
+    return {**body, name: value}
+
+
+@requires("ingest")
+async def put_shipment(request: web.Request) -> web.Response:
+    """``PUT /v1/shipments/{shipment_id}``: idempotent upsert of one label."""
+    shipment_id = request.match_info["shipment_id"]
+    body = _same_id(await read_json_object(request), "shipment_id", shipment_id)
+    record = validate(ShipmentRecord, body)
+    registry = request.app[registry_key]
+    existed = await registry.get_shipment(record.shipment_id) is not None
+    stored = await registry.put_shipment(record)
+    return json_response(stored, status=200 if existed else 201)
+
+
+@requires("ingest")
+async def put_order(request: web.Request) -> web.Response:
+    """``PUT /v1/orders/{order_number}``: idempotent upsert of one order."""
+    order_number = request.match_info["order_number"]
+    body = _same_id(await read_json_object(request), "order_number", order_number)
+    record = validate(OrderRecord, body)
+    registry = request.app[registry_key]
+    existed = await registry.get_order(record.order_number) is not None
+    stored = await registry.put_order(record)
+    return json_response(stored, status=200 if existed else 201)
+
+
+def _import_format(request: web.Request) -> ImportFormat:
+    wanted = request.query.get("format") or request.content_type
+    if "csv" in wanted:
+        return ImportFormat.csv
+    if "ndjson" in wanted or "jsonl" in wanted or "json" in wanted:
+        return ImportFormat.ndjson
+    raise ValidationFailed(
+        "send NDJSON (Content-Type: application/x-ndjson) or CSV (text/csv), or say ?format=csv|ndjson"
+    )
+
+
+async def _body_lines(request: web.Request) -> AsyncIterator[bytes]:
+    buffer = b""
+    async for chunk in request.content.iter_chunked(1 << 16):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line
+    if buffer:
+        yield buffer
+
+
+@requires("ingest")
+async def import_shipments(request: web.Request) -> web.Response:
+    """``POST /v1/shipments/import``: NDJSON or CSV, streamed; per-row errors with line numbers."""
+    fmt = _import_format(request)
+    report = await import_lines(_body_lines(request), fmt, request.app[registry_key])
+    return json_response(report.as_dict())
+
+
+def _query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ValidationFailed(f"{name} must be a number from {low:g} to {high:g}")
+    return value
+
+
+@requires("warehouse")
+async def stalled_labels(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/labels/stalled``: labels never scanned, past the grace period, oldest first."""
+    settings = request.app[settings_key]
+    older_than_h = _query_number(
+        request, "older_than_hours", settings.tender_grace_hours, 0, 24 * 3650
+    )
+    wants_csv = "text/csv" in request.headers.get("Accept", "")
+    limit = int(_query_number(request, "limit", 100_000 if wants_csv else 100, 1,
+                              100_000 if wants_csv else 1000))
+    origin = request.query.get("origin") or None
+    now = time.time()
+    records, next_cursor = await request.app[registry_key].unscanned(
+        before_ts=now - older_than_h * 3600,
+        origin=origin,
+        limit=limit,
+        cursor=request.query.get("cursor") or None,
+    )
+    rows = [stalled_row(r, now) for r in records]
+    if wants_csv:
+        return stalled_csv(rows, next_cursor)
+    return json_response({"labels": rows, "next_cursor": next_cursor})
+
+
+def stalled_row(record: ShipmentRecord, now: float) -> dict[str, Any]:
+    """One line of the warehouse list."""
+    return {
+        "shipment_id": record.shipment_id,
+        "order_number": record.order_number,
+        "carrier": record.carrier.value,
+        "tracking_number": record.tracking_number,
+        "origin": record.origin,
+        "label_created_at": record.label_created_at.astimezone(UTC).isoformat(),
+        "hours_since_label": round((now - record.label_created_at.timestamp()) / 3600, 1),
+    }
+
+
+def stalled_csv(rows: list[dict[str, Any]], next_cursor: str | None) -> web.Response:
+    """The warehouse list as CSV with a header row."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=STALLED_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in STALLED_CSV_COLUMNS})
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="stalled-labels-{stamp}.csv"'
+    if next_cursor:
+        response.headers["X-Next-Cursor"] = next_cursor
+    return response
 
 
 def add_routes(app: web.Application) -> None:
     """Register every route of the service."""
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/track/", track_reference)  # empty reference: a clear 400
     app.router.add_get("/v1/track/{reference}", track_reference)
+    app.router.add_put("/v1/shipments/{shipment_id}", put_shipment)
+    app.router.add_put("/v1/orders/{order_number}", put_order)
+    app.router.add_post("/v1/shipments/import", import_shipments)
+    app.router.add_get("/v1/labels/stalled", stalled_labels)

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tracksvc.errors import Forbidden, RequestError, Unauthorized
+from tracksvc.errors import Forbidden, RegistryUnavailable, RequestError, Unauthorized
 
 log = structlog.get_logger("http")
 
@@ -123,6 +123,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RequestError as exc:
         return error_response(exc.http_status, exc.code, exc.message, exc.details)
+    except RegistryUnavailable as exc:
+        log.warning("registry_unavailable", error=str(exc))
+        return error_response(
+            503, "registry_unavailable",
+            "the registry (Redis) is not reachable; nothing was written, try again shortly",
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -287,7 +287,7 @@ class Registry:
                     break
                 offset += len(batch)
                 for item in batch:
-                    member, raw_score = item  # type: ignore[misc]
+                    member, raw_score = item  # type: ignore[str-unpack]  # redis-py types withscores loosely
                     sid, score = _text(member), float(raw_score)
                     if after is not None and (score, sid) <= after:
                         continue
@@ -300,6 +300,10 @@ class Registry:
         records = await self._get_many([sid for sid, _ in page])
         next_cursor = _encode_cursor(page[-1][1], page[-1][0]) if more and page else None
         return [r for r in records if r is not None], next_cursor
+
+    async def get_shipments(self, shipment_ids: list[str]) -> list[ShipmentRecord | None]:
+        """Several shipment records in one round trip (None where missing)."""
+        return await self._get_many(shipment_ids)
 
     async def _get_many(self, shipment_ids: list[str]) -> list[ShipmentRecord | None]:
         if not shipment_ids:

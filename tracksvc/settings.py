@@ -8,10 +8,10 @@ are :class:`~pydantic.SecretStr` and never appear in reprs or logs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from tracksvc.models import Carrier
 
