@@ -23,7 +23,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 from tenacity.wait import wait_base
 
@@ -102,7 +102,7 @@ class RetryPolicy:
 
     attempts: int = 3
     wait: wait_base = field(
-        default_factory=lambda: wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.3)
+        default_factory=lambda: wait_random_exponential(multiplier=0.2, max=2.0)
     )
 
     def retrying(self, carrier: Carrier) -> AsyncRetrying:

@@ -99,3 +99,39 @@ def make_settings(redis_server: RedisServer) -> Callable[..., Settings]:
         return Settings(**values)
 
     return factory
+
+
+AGENT = {"Authorization": "Bearer agent-key"}
+PORTAL = {"Authorization": "Bearer portal-key"}
+WAREHOUSE = {"Authorization": "Bearer warehouse-key"}
+INGEST = {"Authorization": "Bearer ingest-key"}
+ADMIN = {"Authorization": "Bearer admin-key"}
+
+
+@pytest.fixture
+async def service(
+    sandbox: Sandbox,
+    redis_client: aioredis.Redis,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+) -> Any:
+    """The real service (create_app) on loopback, carriers pointing at the sandbox."""
+    from tracksvc.app import create_app
+
+    return await aiohttp_client(create_app(make_settings(sandbox.url)))
+
+
+@pytest.fixture
+def service_with(
+    sandbox: Sandbox,
+    redis_client: aioredis.Redis,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+) -> Callable[..., Any]:
+    """Build the service with settings overrides: ``await service_with(cache_ttl_active_s=0)``."""
+    from tracksvc.app import create_app
+
+    async def build(**overrides: Any) -> Any:
+        return await aiohttp_client(create_app(make_settings(sandbox.url, **overrides)))
+
+    return build

@@ -23,6 +23,9 @@ log = structlog.get_logger("http")
 #: Attribute set on handlers by :func:`requires`.
 ROLES_ATTR = "_tracksvc_roles"
 
+#: The role of the key that authenticated the request.
+role_key = web.RequestKey("role_key", str)
+
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:
     """Mark a handler as needing an API key of one of ``roles`` (admin always passes)."""
@@ -80,7 +83,7 @@ def make_auth_middleware(api_keys: Mapping[str, str]) -> Any:
             raise Unauthorized("the API key is not valid")
         if role not in allowed:
             raise Forbidden(f"the '{role}' role may not use this route")
-        request["role"] = role
+        request[role_key] = role
         return await handler(request)
 
     return auth_middleware

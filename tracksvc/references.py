@@ -13,7 +13,7 @@ A reference goes through two steps:
      invisible character (Unicode category ``C*``: ``\\x00``, an inner
      newline or tab, ``\\x7f``, zero-width space, ...) raise
      :class:`~tracksvc.errors.InvalidReference`;
-   - inner whitespace and one leading ``#`` are removed, letters are
+   - inner whitespace and leading ``#`` are removed, letters are
      upper-cased. Dashes, dots and every other character are *kept*, so
      ``"ship-88231"`` and ``"SHIP88231"`` stay two different keys.
 
@@ -96,7 +96,36 @@ _TRACKING_URLS: Mapping[Carrier, str] = {
 
 # ISO 3166-1 alpha-2: the last two letters of a UPU S10 number name the issuing post.
 _COUNTRIES = frozenset(
-    ["AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW"]
+    re.findall(
+        r"[A-Z]{2}",
+        """
+        AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ
+        BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ
+        CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ
+        DE DJ DK DM DO DZ
+        EC EE EG EH ER ES ET
+        FI FJ FK FM FO FR
+        GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY
+        HK HM HN HR HT HU
+        ID IE IL IM IN IO IQ IR IS IT
+        JE JM JO JP
+        KE KG KH KI KM KN KP KR KW KY KZ
+        LA LB LC LI LK LR LS LT LU LV LY
+        MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ
+        NA NC NE NF NG NI NL NO NP NR NU NZ
+        OM
+        PA PE PF PG PH PK PL PM PN PR PS PT PW PY
+        QA
+        RE RO RS RU RW
+        SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ
+        TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ
+        UA UG UM US UY UZ
+        VA VC VE VG VI VN VU
+        WF WS
+        YE YT
+        ZA ZM ZW
+        """,
+    )
 )
 
 
@@ -258,7 +287,7 @@ _FORMATS: tuple[_Format, ...] = (
         implied="92",
     ),
     # -- bare digits: only the length and the check digit --
-        # SSCC-18: container type (2), serial (15), check.
+    # SSCC-18: container type (2), serial (15), check.
     _Format(
         "fedex_ground_sscc_18",
         Carrier.fedex,
@@ -268,9 +297,7 @@ _FORMATS: tuple[_Format, ...] = (
     _Format(
         "fedex_ground", Carrier.fedex, _rx(r"(?P<body>\d{14})(?P<check>\d)"), checkdigits.fedex_ground_15
     ),
-    _Format(
-        "fedex_12", Carrier.fedex, _rx(r"(?P<body>\d{11})(?P<check>\d)"), checkdigits.fedex_express_12
-    ),
+    _Format("fedex_12", Carrier.fedex, _rx(r"(?P<body>\d{11})(?P<check>\d)"), checkdigits.fedex_express_12),
     _Format("usps_20", Carrier.usps, _rx(r"(?P<body>\d{19})(?P<check>\d)"), checkdigits.usps_impb),
     # The 22-digit "91" number printed without its "91" (one printed with "91"
     # is a usps_20 number).
@@ -287,10 +314,12 @@ _FORMATS: tuple[_Format, ...] = (
 
 def normalize(raw: str) -> str:
     """
-    The reference key of raw input: trimmed, inner whitespace and a leading '#' removed, upper case.
+    The reference key of raw input: trimmed, inner whitespace and leading '#' removed, upper case.
 
     Dashes, dots and other punctuation are kept (``" #ship-88231 "`` gives
     ``"SHIP-88231"``); :func:`candidates` ignores them when detecting carriers.
+    The key is in Unicode NFKC form, and ``normalize(normalize(x)) ==
+    normalize(x)``.
 
     Args:
         raw: What a person typed, pasted or scanned.
@@ -305,23 +334,34 @@ def normalize(raw: str) -> str:
     """
     text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
-        raise InvalidReference("The reference is empty.", details={"reason": "empty"})
+        raise _empty()
     if len(text) > MAX_REFERENCE_LENGTH:
-        raise InvalidReference(
-            f"The reference is {len(text)} characters long; at most "
-            f"{MAX_REFERENCE_LENGTH} are allowed.",
-            details={"reason": "too_long", "max_length": MAX_REFERENCE_LENGTH},
-        )
+        raise _too_long(len(text))
     for char in text:
         if unicodedata.category(char).startswith("C"):
+            code_point = f"U+{ord(char):04X}"
             raise InvalidReference(
-                f"The reference contains the control or invisible character U+{ord(char):04X}.",
-                details={"reason": "control_character", "code_point": f"U+{ord(char):04X}"},
+                f"The reference contains the control or invisible character {code_point}.",
+                details={"reason": "control_character", "code_point": code_point},
             )
-    key = "".join(text.split()).removeprefix("#").upper()
+    # NFKC again: upper-casing can leave a letter and a combining mark apart.
+    key = unicodedata.normalize("NFKC", "".join(text.split()).lstrip("#").upper())
     if not key:
-        raise InvalidReference("The reference is empty.", details={"reason": "empty"})
+        raise _empty()
+    if len(key) > MAX_REFERENCE_LENGTH:  # upper case can be longer: "ß" -> "SS"
+        raise _too_long(len(key))
     return key
+
+
+def _empty() -> InvalidReference:
+    return InvalidReference("The reference is empty.", details={"reason": "empty"})
+
+
+def _too_long(length: int) -> InvalidReference:
+    return InvalidReference(
+        f"The reference is {length} characters long; at most {MAX_REFERENCE_LENGTH} are allowed.",
+        details={"reason": "too_long", "max_length": MAX_REFERENCE_LENGTH},
+    )
 
 
 def compact(reference: str) -> str:
@@ -333,9 +373,9 @@ def compact(reference: str) -> str:
 
     Returns:
         ``reference`` without whitespace, dashes, dots and parentheses, and
-        without one leading '#', upper-cased.
+        without leading '#', upper-cased.
     """
-    return _SEPARATORS.sub("", reference).removeprefix("#").upper()
+    return _SEPARATORS.sub("", reference).lstrip("#").upper()
 
 
 def _without_routing(number: str) -> Iterator[str]:

@@ -1,0 +1,100 @@
+"""
+UPS Track Alert webhook payloads (carrier-apis.md section 1.7). Pure: no I/O.
+
+UPS POSTs one JSON event per scan. Its ``activityStatus`` carries the same
+``type``/``code`` as a Track API activity and the 3-digit status/description
+code as ``descriptionCode``, so the same tables decide its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from carriers.ups.tracking import (
+    activity_status,
+    event_time,
+    is_physical,
+    location_from,
+    status_triple,
+)
+from tracksvc.errors import CarrierResponseError
+from tracksvc.models import Carrier, TrackingEvent
+
+
+def _malformed(message: str, number: str | None = None) -> CarrierResponseError:
+    return CarrierResponseError(
+        f"UPS Track Alert payload not understood: {message}",
+        carrier=Carrier.ups,
+        tracking_number=number,
+    )
+
+
+def _text(payload: Mapping[str, Any], key: str, number: str | None) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _malformed(f"{key} is {type(value).__name__}, expected a string", number)
+    return str(value).strip() or None
+
+
+def parse_track_alert(payload: Mapping[str, Any]) -> tuple[str, TrackingEvent]:
+    """
+    Turn one Track Alert push into the event it reports.
+
+    Args:
+        payload: the decoded webhook body.
+
+    Returns:
+        ``(tracking number, event)``; the event's time is UTC (GMT fields
+        first, else the local time shifted by ``gmtOffset``, else the local
+        time read as UTC).
+
+    Raises:
+        CarrierResponseError: the payload lacks ``trackingNumber`` or
+            ``activityStatus``, or a field has the wrong type.
+    """
+    if not isinstance(payload, Mapping):
+        raise _malformed(f"body is {type(payload).__name__}, expected an object")
+    number = _text(payload, "trackingNumber", None)
+    if number is None:
+        raise _malformed("trackingNumber is missing")
+    status_block = payload.get("activityStatus")
+    if not isinstance(status_block, Mapping):
+        raise _malformed("activityStatus is missing or not an object", number)
+    status_type = _text(status_block, "type", number)
+    code = _text(status_block, "code", number)
+    status_code = _text(status_block, "descriptionCode", number)
+    if status_code is not None and status_code.isdigit():
+        status_code = status_code.zfill(3)
+    if not any((status_type, code, status_code)):
+        raise _malformed("activityStatus has no type, code or descriptionCode", number)
+    description = _text(status_block, "description", number) or ""
+
+    location_block = payload.get("activityLocation")
+    if location_block is not None and not isinstance(location_block, Mapping):
+        raise _malformed("activityLocation is not an object", number)
+    try:
+        location = location_from(location_block)
+    except CarrierResponseError as exc:
+        raise _malformed(str(exc.message), number) from exc
+
+    status = activity_status(
+        status_type, code, status_code, tracking_number=number, description=description
+    )
+    event = TrackingEvent(
+        occurred_at=event_time(
+            gmt_date=_text(payload, "gmtActivityDate", number),
+            gmt_time=_text(payload, "gmtActivityTime", number),
+            local_date=_text(payload, "localActivityDate", number),
+            local_time=_text(payload, "localActivityTime", number),
+            gmt_offset=_text(payload, "gmtOffset", number),
+        ),
+        status=status,
+        code=status_triple(status_type, code, status_code),
+        description=description,
+        location=location,
+        physical=is_physical(status_type, status, logical_scan=False),
+    )
+    return number, event

@@ -1,0 +1,1 @@
+"""Tests of the USPS adapter, its tables and the USPS sandbox."""
