@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -65,6 +65,10 @@ class Lookup:
         )
 
 
+#: Called after every fresh carrier answer is stored: (carrier, number, previous, current).
+AnswerListener = Callable[[Carrier, str, "CachedAnswer | None", CachedAnswer], Awaitable[None]]
+
+
 def _as_of(fetched_at: float) -> datetime:
     return datetime.fromtimestamp(fetched_at, tz=UTC)
 
@@ -82,6 +86,19 @@ class Tracker:
         self.adapters = adapters
         self.cache = cache
         self.deadline_s = deadline_s
+        self.listeners: list[AnswerListener] = []
+
+    def add_listener(self, listener: AnswerListener) -> None:
+        """Be told of every fresh carrier answer (push notifications, the refresher, metrics)."""
+        self.listeners.append(listener)
+
+    async def _notify(self, carrier: Carrier, number: str, previous: CachedAnswer | None,
+                      current: CachedAnswer) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(carrier, number, previous, current)
+            except Exception:  # a listener's failure must never fail the lookup
+                log.exception("answer_listener_failed", carrier=carrier.value, tracking_number=number)
 
     async def lookup(self, carrier: Carrier, number: str) -> Lookup:
         """
@@ -127,6 +144,7 @@ class Tracker:
             fetched_at=fetched_at,
         )
         await self.cache.set(carrier, number, entry)
+        await self._notify(carrier, number, cached, entry)
         return Lookup(carrier, number, entry.result, entry.message, _as_of(fetched_at), Freshness.live)
 
     async def _ask(self, carrier: Carrier, number: str) -> TrackingResult | CarrierMessage:
