@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
@@ -385,4 +385,66 @@ def unavailable_message(error: CarrierError, number: str) -> CarrierMessage:
         outcome=error.outcome,
         code=str(error.status or ""),
         message=error.message,
+    )
+
+
+async def track_each(
+    numbers: Sequence[str],
+    track_one: Callable[[str], Awaitable[TrackingResult | CarrierMessage]],
+) -> TrackAnswer:
+    """
+    One call per number, all at once (carriers that take one number per call).
+
+    Returns:
+        Per number its result or message; a number whose own call failed gets
+        :func:`unavailable_message` while the others keep their answers.
+
+    Raises:
+        CarrierError: every call failed (the carrier, not one number, is the problem).
+    """
+    unique = list(dict.fromkeys(numbers))
+    if not unique:
+        return {}
+    outcomes = await asyncio.gather(*(track_one(n) for n in unique), return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, CarrierError):
+            raise failure
+    if len(failures) == len(outcomes):
+        raise failures[0]
+    answer: TrackAnswer = {}
+    for number, outcome in zip(unique, outcomes, strict=True):
+        if isinstance(outcome, CarrierError):
+            answer[number] = unavailable_message(outcome, number)
+        elif not isinstance(outcome, BaseException):
+            answer[number] = outcome
+    return answer
+
+
+def decode_for(response: RawResponse, carrier: Carrier, number: str) -> Any:
+    """The JSON body of one number's answer; a malformed one names the number."""
+    try:
+        return response.json(carrier)  # Any: the parser checks the shape
+    except CarrierResponseError as exc:
+        exc.tracking_number = number
+        raise
+
+
+def one_answer(
+    carrier: Carrier,
+    number: str,
+    status: int,
+    results: Sequence[TrackingResult],
+    messages: Sequence[CarrierMessage],
+) -> TrackingResult | CarrierMessage:
+    """The parser's answer about ``number``: its result, else its message."""
+    if results:
+        return next((r for r in results if r.tracking_number == number), results[0])
+    if messages:
+        return next((m for m in messages if m.tracking_number == number), messages[0])
+    raise CarrierResponseError(
+        "the carrier's answer held neither tracking data nor a message",
+        carrier=carrier,
+        tracking_number=number,
+        status=status,
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 
-from carriers.base import RetryPolicy, TrackAnswer, unavailable_message
+from carriers.base import RetryPolicy, TrackAnswer, decode_for, one_answer, track_each
 from carriers.usps.tracking import parse_response
 from carriers.usps.transport import UspsTransport
-from tracksvc.errors import CarrierError, CarrierResponseError
 from tracksvc.models import Carrier, CarrierMessage, TrackingResult
 from tracksvc.settings import CarrierSettings
 
@@ -48,41 +46,10 @@ class Adapter:
         Raises:
             CarrierError: every lookup failed (for one number: that lookup).
         """
-        unique = list(dict.fromkeys(numbers))
-        if not unique:
-            return {}
-        outcomes = await asyncio.gather(
-            *(self._track_one(number) for number in unique), return_exceptions=True
-        )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, CarrierError):
-                raise failure
-        if len(failures) == len(outcomes):
-            raise failures[0]
-        answer: TrackAnswer = {}
-        for number, outcome in zip(unique, outcomes, strict=True):
-            if isinstance(outcome, CarrierError):
-                answer[number] = unavailable_message(outcome, number)
-            elif not isinstance(outcome, BaseException):
-                answer[number] = outcome
-        return answer
+        return await track_each(numbers, self._track_one)
 
     async def _track_one(self, number: str) -> TrackingResult | CarrierMessage:
         response = await self.transport.get_tracking(number)
-        try:
-            payload = response.json(self.carrier)
-        except CarrierResponseError as exc:
-            exc.tracking_number = number
-            raise
+        payload = decode_for(response, self.carrier, number)
         results, messages = parse_response(response.status, payload, number)
-        if results:
-            return results[0]
-        if messages:
-            return messages[0]
-        raise CarrierResponseError(  # pragma: no cover - parse_response always answers
-            "USPS answer held neither a result nor a message",
-            carrier=self.carrier,
-            tracking_number=number,
-            status=response.status,
-        )
+        return one_answer(self.carrier, number, response.status, results, messages)
