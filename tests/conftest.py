@@ -89,6 +89,9 @@ def make_settings(redis_server: RedisServer) -> Callable[..., Settings]:
             "ingest:ingest-key,admin:admin-key",
             "carrier_timeout_s": 3.0,
             "carrier_retry_attempts": 3,
+            # Tests drive refresher cycles themselves (or turn it on); a background one
+            # would add carrier calls to every test that registers shipments.
+            "refresher_enabled": False,
         }
         for carrier in ("ups", "fedex", "usps"):
             values[f"{carrier}_client_id"] = f"{carrier}-test-id"

@@ -2,9 +2,12 @@
 What to tell the agent and the customer, per situation: data tables of
 templates, filled with the facts of one order. Pure; no I/O.
 
-A situation is a status (``not_tendered``) or a flag (``internal_mismatch``);
-flags win over the status when both have advice, because they name the
-more specific story.
+A situation is a status (``not_tendered``), a flag (``internal_mismatch``)
+or a fact the clock adds (``not_tendered_long``: a label so old it will not
+ship). When several apply, :data:`PRECEDENCE` says which one speaks: the
+specific stories first, then the statuses that need action, then a missed
+promise, then the plain status. ``replaced_order`` never hides the
+advice; it is said first (:data:`PREFACE_ADVICE`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tracksvc.models import Carrier, TrackingStatus
+from tracksvc.status import NEEDS_ACTION
 
 CARRIER_NAMES: Mapping[Carrier, str] = {
     Carrier.ups: "UPS",
@@ -30,7 +34,10 @@ class Advice:
     customer: str
 
 
-#: Flags that carry their own advice, most specific first.
+#: A label never scanned for this long is lost, not late: cancel or refund now.
+LONG_NOT_TENDERED_HOURS = 7 * 24
+
+#: Flags and clock-derived situations that carry their own advice.
 FLAG_ADVICE: Mapping[str, Advice] = {
     "internal_mismatch": Advice(
         agent=(
@@ -65,12 +72,28 @@ FLAG_ADVICE: Mapping[str, Advice] = {
         ),
         customer="Your order has not shipped yet. We are sorry for the delay and are looking into it.",
     ),
+    "not_tendered_long": Advice(
+        agent=(
+            "{carrier} never received this package: the label was printed {age} and never "
+            "scanned, so it will not ship now. Cancel the label and refund the customer now "
+            "(or reship if they still want it); do not ask them to wait. Warehouse {origin} "
+            "has been flagged."
+        ),
+        customer=(
+            "Your parcel was never handed to {carrier}. We are sorry: we are cancelling this "
+            "shipment and will refund you, or send a replacement if you prefer."
+        ),
+    ),
+}
+
+#: Said before the advice, never instead of it.
+PREFACE_ADVICE: Mapping[str, Advice] = {
     "replaced_order": Advice(
         agent=(
-            "The order number the customer holds was cancelled and re-placed as order "
-            "{order_number}. Tell the customer the new number; track that one."
+            "Order {replaced_from} was cancelled and re-placed as order {order_number}: give the "
+            "customer the new number. "
         ),
-        customer="Your order was moved to a new order number, {order_number}. Here is its status.",
+        customer="Your order {replaced_from} now has a new order number, {order_number}. ",
     ),
 }
 
@@ -168,6 +191,18 @@ STATUS_ADVICE: Mapping[TrackingStatus, Advice] = {
 }
 
 
+#: Which situation speaks when several apply: the first one present wins;
+#: with none of these, the order status's own advice.
+PRECEDENCE: tuple[str, ...] = (
+    "internal_mismatch",
+    "ship_by_missed",
+    "delivered_disputed",
+    "not_tendered_long",
+    *(status.value for status in NEEDS_ACTION),
+    "promise_missed",
+)
+
+
 class _Facts(dict[str, object]):
     """Template facts; a missing one reads as "unknown" rather than failing."""
 
@@ -189,8 +224,31 @@ def humanize_age(since: datetime | None, now: datetime) -> str:
     return f"{days} days ago"
 
 
+def situations(status: TrackingStatus, flags: list[str], facts: Mapping[str, object]) -> set[str]:
+    """Every situation that applies: the status, the flags, and what the clock adds."""
+    present = {status.value, *flags}
+    age_h = facts.get("label_age_hours")
+    if (
+        status is TrackingStatus.not_tendered
+        and isinstance(age_h, int | float)
+        and age_h >= LONG_NOT_TENDERED_HOURS
+    ):
+        present.add("not_tendered_long")
+    return present
+
+
 def advice_for(status: TrackingStatus, flags: list[str], facts: Mapping[str, object]) -> Advice:
-    """The advice for an order: the first flag with advice, else its status's."""
-    chosen = next((FLAG_ADVICE[f] for f in flags if f in FLAG_ADVICE), STATUS_ADVICE[status])
+    """
+    The advice for an order: the first situation of :data:`PRECEDENCE` that
+    applies, else its status's; prefaced by ``replaced_order`` when it applies.
+    """
+    present = situations(status, flags, facts)
+    name = next((s for s in PRECEDENCE if s in present), status.value)
+    chosen = FLAG_ADVICE.get(name) or STATUS_ADVICE[TrackingStatus(name)]
+    preface = [PREFACE_ADVICE[f] for f in PREFACE_ADVICE if f in present]
     fill = _Facts(facts)
-    return Advice(agent=chosen.agent.format_map(fill), customer=chosen.customer.format_map(fill))
+    return Advice(
+        agent="".join(p.agent for p in preface).format_map(fill) + chosen.agent.format_map(fill),
+        customer="".join(p.customer for p in preface).format_map(fill)
+        + chosen.customer.format_map(fill),
+    )

@@ -11,15 +11,21 @@ import aiohttp
 from aiohttp import web
 
 from carriers.registry import REGISTRY
+from tracksvc.background import add_background_tasks
+from tracksvc.batch import add_batch_routes
 from tracksvc.cache import TrackingCache, TtlPolicy
 from tracksvc.connections import redis_client
 from tracksvc.handlers import add_routes
 from tracksvc.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
 from tracksvc.middlewares import context_middleware, error_middleware, make_auth_middleware
+from tracksvc.portal import add_portal_routes
+from tracksvc.push_api import add_push_routes
+from tracksvc.readiness import add_ops_routes
 from tracksvc.registry import Registry
 from tracksvc.service import TrackService
 from tracksvc.settings import Settings
 from tracksvc.tracker import Tracker
+from tracksvc.ui import add_ui_routes
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -51,10 +57,11 @@ async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
         for carrier, adapter_cls in REGISTRY.items()
     }
     cache = TrackingCache(app[redis_key], TtlPolicy.from_settings(settings))
-    app[tracker_key] = Tracker(adapters, cache, deadline_s=settings.carrier_timeout_s)
+    app[tracker_key] = Tracker.from_settings(adapters, cache, app[redis_key], settings)
     app[registry_key] = Registry(app[redis_key])
     app[service_key] = TrackService(app[tracker_key], settings, app[registry_key])
     yield
+    await app[tracker_key].aclose()
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
@@ -66,5 +73,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.extend([redis_ctx, http_session_ctx, tracker_ctx])
+    add_background_tasks(app)  # after tracker_ctx: the refresher and webhooks use it
     add_routes(app)
+    add_ops_routes(app)
+    add_batch_routes(app)
+    add_portal_routes(app)
+    add_ui_routes(app)
+    add_push_routes(app)
     return app

@@ -19,8 +19,11 @@ from aiohttp import web
 from carriers.sandbox.app import create_sandbox_app
 from carriers.sandbox.scenarios import CATALOGUE
 from tracksvc.app import create_app
+from tracksvc.connections import redis_client
 from tracksvc.logging import configure_logging
 from tracksvc.redis_server import RedisServer
+from tracksvc.registry import Registry
+from tracksvc.seed import Story, seed
 from tracksvc.settings import Settings
 
 
@@ -93,7 +96,8 @@ async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0
         configure_logging(settings)
         service_runner, port = await start_site(create_app(settings), host, port)
         runners.append(service_runner)
-        print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys)
+        stories = await seed_demo(redis_url)
+        print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories)
         await stop.wait()
         print("\nstopping: service, sandbox, redis", flush=True)
     finally:
@@ -104,25 +108,61 @@ async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0
     return 0
 
 
-def print_banner(service_url: str, sandbox_url: str, redis_url: str, keys: DemoKeys) -> None:
-    """Tell the person at the terminal what to try."""
+async def seed_demo(redis_url: str) -> list[Story]:
+    """Write the seed stories and the one-order-per-status set to the demo's registry."""
+    client = redis_client(redis_url)
+    try:
+        return await seed(Registry(client))
+    finally:
+        await client.aclose()
+
+
+#: The last line of the banner: what a script waits for before using the demo.
+READY_LINE = "Ready. Ctrl-C stops the service, the sandbox and redis."
+
+
+def print_banner(
+    service_url: str, sandbox_url: str, redis_url: str, keys: DemoKeys, stories: list[Story]
+) -> None:
+    """Tell the person at the terminal what to open, paste and try."""
     lines = [
         "",
-        f"tracksvc demo is running on {service_url}  (Ctrl-C stops everything)",
+        f"tracksvc demo is running on {service_url}",
         f"  carrier sandbox: {sandbox_url}    redis: {redis_url}",
+        "",
+        "Open in a browser (the key rides in the URL fragment, which is never sent to the server):",
+        f"  helpdesk sidebar: {service_url}/ui/sidebar#key={keys.agent}",
+        f"  warehouse list:   {service_url}/ui/warehouse#key={keys.warehouse}",
         "",
         "API keys for this run (send as 'Authorization: Bearer <key>'):",
         *(f"  {role:<9} {getattr(keys, role)}" for role in keys.__annotations__),
         "",
-        "Sandbox tracking numbers to try:",
+        "Paste these in the sidebar (the stories tracksvc exists for):",
     ]
-    for scenario in CATALOGUE:
+    for story in stories:
+        if story.key.startswith("status-"):
+            continue
+        extra = [f for f in story.expect_flags if f != story.expect_status.value]
+        expect = story.expect_status.value + (" + " + ", ".join(extra) if extra else "")
+        lines.append(f"  {story.reference:<24} {expect:<44} {story.title}")
+    lines += ["", "One order per status:"]
+    for story in stories:
+        if story.key.startswith("status-"):
+            lines.append(f"  {story.reference:<10} {story.expect_status.value:<22} {story.title}")
+    lines += ["", f"Unregistered sandbox tracking numbers ({len(CATALOGUE)}) work too, e.g.:"]
+    for scenario in CATALOGUE[:3]:
         lines.append(f"  {scenario.number:<24} {scenario.expect.value:<22} {scenario.description}")
-    example = next(s for s in CATALOGUE if s.name == "ups-label-5d")
+    portal = next((s for s in stories if s.key == "ups-17-days"), None)
     lines += [
         "",
         "Try:",
-        f"  curl -s -H 'Authorization: Bearer {keys.agent}' {service_url}/v1/track/{example.number}",
-        "",
+        f"  curl -s -H 'Authorization: Bearer {keys.agent}' {service_url}/v1/track/W2001002",
     ]
+    if portal is not None and portal.orders and portal.orders[0].destination_postal_code:
+        lines.append(
+            f"  curl -s -H 'Authorization: Bearer {keys.portal}' "
+            f"'{service_url}/v1/portal/orders/{portal.reference}"
+            f"?postal_code={portal.orders[0].destination_postal_code}'"
+        )
+    lines += ["", READY_LINE, ""]
     print("\n".join(lines), flush=True)

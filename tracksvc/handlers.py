@@ -100,8 +100,9 @@ async def put_order(request: web.Request) -> web.Response:
     body = _same_id(await read_json_object(request), "order_number", order_number)
     record = validate(OrderRecord, body)
     registry = request.app[registry_key]
-    existed = await registry.get_order(record.order_number) is not None
-    stored = await registry.put_order(record)
+    existing = await registry.get_order(record.order_number)
+    stored = await registry.put_order(record, previous=existing)
+    existed = existing is not None
     return json_response(stored, status=200 if existed else 201)
 
 

@@ -97,6 +97,7 @@ async def import_lines(
     registry: Registry,
     *,
     progress: Callable[[int], None] | None = None,
+    max_rows: int = MAX_ROWS,
 ) -> ImportReport:
     """
     Validate and store every row of ``lines``.
@@ -105,7 +106,8 @@ async def import_lines(
         lines: the body, one row per line (bytes, with or without newline).
         fmt: NDJSON or CSV.
         registry: where good rows go.
-        progress: called with the number of rows read so far, once per batch.
+        progress: called with the number of lines read so far, once per batch.
+        max_rows: rows read at most; the rest is left unread (``row_limit_reached``).
     """
     report = ImportReport()
     batch: list[ShipmentRecord] = []
@@ -124,7 +126,7 @@ async def import_lines(
         if fmt is ImportFormat.csv and header is None:
             header = [h.strip() for h in next(csv.reader([raw.decode("utf-8-sig")]))]
             continue
-        if report.accepted + report.rejected >= MAX_ROWS:
+        if report.accepted + len(batch) + report.rejected >= max_rows:
             report.truncated = True
             break
         try:

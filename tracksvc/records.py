@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from tracksvc import references
 from tracksvc.errors import InvalidReference
@@ -33,9 +33,14 @@ CLAIMS_SHIPPED = frozenset({"shipped", "in_transit", "out_for_delivery", "delive
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
+    # A naive time is refused rather than guessed: a warehouse clock in
+    # Dallas read as UTC would move every label six hours and make labels
+    # look tendered late (or early). Stored times are UTC.
+    if value is None:
         return value
-    return value.replace(tzinfo=UTC)  # naive times from the warehouse are taken as UTC
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a time zone offset, e.g. 2026-11-03T14:05:00Z or ...-06:00")
+    return value.astimezone(UTC)
 
 
 class ShipmentRecord(BaseModel):
@@ -72,20 +77,22 @@ class ShipmentRecord(BaseModel):
     def _lower(cls, value: str | None) -> str | None:
         return value.strip().lower() if value else value
 
-    @model_validator(mode="after")
-    def _tracking_number_fits_carrier(self) -> ShipmentRecord:
+    @field_validator("tracking_number")
+    @classmethod
+    def _tracking_number_fits_carrier(cls, value: str, info: ValidationInfo) -> str:
         """Store the number exactly as the carrier is asked (e.g. USPS without 420+ZIP)."""
+        carrier = info.data.get("carrier")
+        if not isinstance(carrier, Carrier):
+            return value  # the carrier's own error says what is wrong
         try:
-            reference = references.normalize(self.tracking_number)
+            reference = references.normalize(value)
         except InvalidReference as exc:
             raise ValueError(str(exc)) from exc
         for candidate in references.candidates(reference):
-            if candidate.carrier is self.carrier:
-                self.tracking_number = candidate.number
-                return self
+            if candidate.carrier is carrier:
+                return candidate.number
         raise ValueError(
-            f"tracking_number {self.tracking_number!r} is not a valid {self.carrier.value} "
-            "tracking number (format and check digit)"
+            f"{value!r} is not a valid {carrier.value} tracking number (format and check digit)"
         )
 
     @property

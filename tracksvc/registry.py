@@ -8,23 +8,31 @@ works on Redis Cluster; the braces are hash tags)::
     tracksvc:shipment:{s:<shipment_id>}          JSON ShipmentRecord
     tracksvc:order:{o:<order_number>}            JSON OrderRecord
     tracksvc:order:{o:<order_number>}:shipments  SET of shipment ids
-    tracksvc:ref:{r:<reference>}                 JSON {"kind", "id"}: what a reference names
+    tracksvc:ref:{r:<reference>}                 HASH kind -> id: what a reference names
     tracksvc:labels:unscanned                    ZSET shipment id -> label time (epoch s)
     tracksvc:labels:unscanned:<origin>           the same, per warehouse or store
+    tracksvc:refresh:due                         ZSET shipment id -> when the refresher looks next
+                                                 (epoch s); registered shipments still worth
+                                                 polling (tracksvc.refresher drops finished ones)
 
 Writes go out in one pipeline without MULTI (cross-slot transactions are
 not allowed on a cluster); every write is idempotent, so a retried PUT heals
 a partial one.
+
+A reference may name several things at once (an order number that is also
+another shipment's alias). Each kind is its own field of the reference's
+hash, so no write overwrites another kind, and :data:`REF_PRECEDENCE`
+decides at read time, whatever the order the records were written in.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,10 +40,11 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from tracksvc import references
-from tracksvc.errors import InvalidReference, RegistryUnavailable
+from tracksvc.errors import InvalidReference, RegistryUnavailable, ValidationFailed
 from tracksvc.records import OrderRecord, ShipmentRecord
 
 UNSCANNED = "tracksvc:labels:unscanned"
+REFRESH_DUE = "tracksvc:refresh:due"
 
 
 def shipment_key(shipment_id: str) -> str:
@@ -64,11 +73,39 @@ def unscanned_key(origin: str | None = None) -> str:
 
 
 class RefKind(StrEnum):
-    """What a registered reference names."""
+    """What a registered reference names (the value is the ``matched`` field of the answer)."""
 
-    order = "order"
-    shipment = "shipment"
-    replaced = "replaced"  # an earlier order number, re-placed as ``id``
+    replaced = "replaced_order"  # an earlier order number, re-placed as order ``id``
+    order = "order_number"
+    shipment = "shipment_id"
+    internal = "internal_shipping_number"
+    alias = "alias"
+    tracking = "tracking_number"
+
+
+#: When one reference names several things, the first kind here wins. An
+#: earlier order number leads to the order that replaced it, even when the
+#: earlier order itself is registered too.
+REF_PRECEDENCE: tuple[RefKind, ...] = (
+    RefKind.replaced,
+    RefKind.order,
+    RefKind.shipment,
+    RefKind.internal,
+    RefKind.alias,
+    RefKind.tracking,
+)
+
+#: Kinds whose id is an order number (the others name a shipment id).
+ORDER_KINDS = frozenset({RefKind.replaced, RefKind.order})
+
+# Delete a hash field only while it still names what we think: another
+# record may have claimed the reference since (one key: cluster-safe).
+_HDEL_IF_SAME = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -80,6 +117,8 @@ class Resolution:
     shipments: list[ShipmentRecord]
     #: The earlier order number the reference was, when the order was re-placed.
     replaced_from: str | None = None
+    #: Which kind of reference matched (:class:`RefKind` value).
+    matched: str | None = None
 
 
 def reference_keys(raw: str) -> list[str]:
@@ -89,12 +128,18 @@ def reference_keys(raw: str) -> list[str]:
     return [normal] if compact == normal or not compact else [normal, compact]
 
 
-def _refs_of(record: ShipmentRecord) -> Iterable[str]:
-    yield record.shipment_id
-    yield record.tracking_number
+def _refs_of(record: ShipmentRecord) -> Iterable[tuple[RefKind, str]]:
+    """Every (kind, registered key) a shipment answers to."""
+    refs: list[tuple[RefKind, str]] = [
+        (RefKind.shipment, record.shipment_id),
+        (RefKind.tracking, record.tracking_number),
+    ]
     if record.internal_shipping_number:
-        yield record.internal_shipping_number
-    yield from record.aliases
+        refs.append((RefKind.internal, record.internal_shipping_number))
+    refs.extend((RefKind.alias, alias) for alias in record.aliases)
+    for kind, reference in refs:
+        for key in _safe_reference_keys(reference):
+            yield kind, key
 
 
 def _encode_cursor(score: float, member: str) -> str:
@@ -106,7 +151,33 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         score, member = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         return float(score), str(member)
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise InvalidReference("the cursor is not one this service handed out") from exc
+        raise ValidationFailed(
+            "the cursor is not one this service handed out",
+            details=[{"field": "cursor", "message": "not a cursor from next_cursor"}],
+        ) from exc
+
+
+# Where the next page of an index starts, and its first window, in one
+# atomic step: just past the cursor's label if it is still there with the
+# same time, else at the first label with that time (the caller skips the
+# ones at or before the cursor). Returns {start rank, flat member/score list}.
+_RESUME_AT = """
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+local window = tonumber(ARGV[3])
+if rank and tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
+  rank = rank + 1
+else
+  rank = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. ARGV[2])
+end
+return {rank, redis.call('ZRANGE', KEYS[1], rank, rank + window - 1, 'WITHSCORES')}
+"""
+
+
+def _pairs(items: Sequence[Any]) -> list[tuple[str, float]]:
+    """(member, score) pairs from redis-py's tuples or a script's flat list."""
+    if items and not isinstance(items[0], list | tuple):
+        return [(_text(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]
+    return [(_text(member), float(score)) for member, score in items]
 
 
 class Registry:
@@ -114,6 +185,7 @@ class Registry:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._resume_at = redis.register_script(_RESUME_AT)
 
     # -- writes ------------------------------------------------------------
 
@@ -136,54 +208,95 @@ class Registry:
         previous: dict[str, ShipmentRecord | None] | None = None,
     ) -> None:
         """Write many shipments in one pipeline (the import path)."""
+        # The label indexes get one ZADD/ZREM per index key for the whole batch
+        # (member -> score, or None to remove; the last row of a shipment wins).
+        index: dict[str, dict[str, float | None]] = {}
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for record in records:
-                    self._queue_shipment(pipe, record, (previous or {}).get(record.shipment_id))
+                    self._queue_shipment(pipe, record, (previous or {}).get(record.shipment_id), index)
+                for key, members in index.items():
+                    added = {sid: score for sid, score in members.items() if score is not None}
+                    removed = [sid for sid, score in members.items() if score is None]
+                    if added:
+                        pipe.zadd(key, added)
+                    if removed:
+                        pipe.zrem(key, *removed)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
 
     def _queue_shipment(
-        self, pipe: aioredis.client.Pipeline, record: ShipmentRecord, previous: ShipmentRecord | None
+        self,
+        pipe: aioredis.client.Pipeline,
+        record: ShipmentRecord,
+        previous: ShipmentRecord | None,
+        index: dict[str, dict[str, float | None]],
     ) -> None:
         sid = record.shipment_id
         pipe.set(shipment_key(sid), record.model_dump_json())
-        target = orjson.dumps({"kind": RefKind.shipment.value, "id": sid})
-        for reference in _refs_of(record):
-            for key in _safe_reference_keys(reference):
-                pipe.set(ref_key(key), target)
+        refs = set(_refs_of(record))
+        for kind, key in refs:
+            pipe.hset(ref_key(key), kind.value, sid)
+        if previous is not None:
+            # References the shipment no longer has (a changed alias) stop leading to it.
+            for kind, key in set(_refs_of(previous)) - refs:
+                pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), kind.value, sid)
         if record.order_number:
             pipe.sadd(order_shipments_key(record.order_number), sid)
-            order_ref = orjson.dumps({"kind": RefKind.order.value, "id": record.order_number})
             for key in _safe_reference_keys(record.order_number):
-                pipe.set(ref_key(key), order_ref, nx=True)
+                pipe.hset(ref_key(key), RefKind.order.value, record.order_number)
         if previous is not None and previous.order_number and previous.order_number != record.order_number:
             pipe.srem(order_shipments_key(previous.order_number), sid)
         if previous is not None and previous.origin and previous.origin != record.origin:
-            pipe.zrem(unscanned_key(previous.origin), sid)
-        if record.voided or record.first_scan_at is not None:
-            pipe.zrem(unscanned_key(), sid)
-            if record.origin:
-                pipe.zrem(unscanned_key(record.origin), sid)
-        else:
-            score = record.label_created_at.timestamp()
-            pipe.zadd(unscanned_key(), {sid: score})
-            if record.origin:
-                pipe.zadd(unscanned_key(record.origin), {sid: score})
+            index.setdefault(unscanned_key(previous.origin), {})[sid] = None
+        unscanned = not record.voided and record.first_scan_at is None
+        score = record.label_created_at.timestamp() if unscanned else None
+        index.setdefault(unscanned_key(), {})[sid] = score
+        if record.origin:
+            index.setdefault(unscanned_key(record.origin), {})[sid] = score
+        self._queue_refresh_schedule(pipe, record, previous)
 
-    async def put_order(self, record: OrderRecord) -> OrderRecord:
-        """Upsert an order; its number and the numbers it replaced resolve to it."""
+    @staticmethod
+    def _queue_refresh_schedule(
+        pipe: aioredis.client.Pipeline, record: ShipmentRecord, previous: ShipmentRecord | None
+    ) -> None:
+        # A new shipment is due at once; a changed number or an un-voided label is
+        # due again; otherwise the refresher's schedule stands (NX). A voided
+        # label is never polled.
+        sid = record.shipment_id
+        if record.voided:
+            pipe.zrem(REFRESH_DUE, sid)
+            return
+        renewed = previous is not None and (
+            previous.voided
+            or (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
+        )
+        pipe.zadd(REFRESH_DUE, {sid: datetime.now(UTC).timestamp()}, nx=not renewed)
+
+    async def put_order(self, record: OrderRecord, previous: OrderRecord | None = None) -> OrderRecord:
+        """
+        Upsert an order; its number and the numbers it replaced resolve to it.
+
+        Args:
+            record: the order as it is now.
+            previous: the stored order, when the caller has read it: earlier
+                numbers it no longer replaces stop leading to it.
+        """
+        number = record.order_number
+        replaced = {key for earlier in record.replaces for key in _safe_reference_keys(earlier)}
+        dropped = set() if previous is None else {
+            key for earlier in previous.replaces for key in _safe_reference_keys(earlier)
+        } - replaced
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(order_key(record.order_number), record.model_dump_json())
-                own = orjson.dumps({"kind": RefKind.order.value, "id": record.order_number})
-                for key in _safe_reference_keys(record.order_number):
-                    pipe.set(ref_key(key), own)
-                replaced = orjson.dumps({"kind": RefKind.replaced.value, "id": record.order_number})
-                for earlier in record.replaces:
-                    for key in _safe_reference_keys(earlier):
-                        pipe.set(ref_key(key), replaced)
+                pipe.set(order_key(number), record.model_dump_json())
+                for key in _safe_reference_keys(number):
+                    pipe.hset(ref_key(key), RefKind.order.value, number)
+                for key in replaced:
+                    pipe.hset(ref_key(key), RefKind.replaced.value, number)
+                for key in dropped:
+                    pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), RefKind.replaced.value, number)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
@@ -215,8 +328,9 @@ class Registry:
             ids = sorted(_text(m) for m in members)
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
-        records = [await self.get_shipment(sid) for sid in ids]
-        return [r for r in records if r is not None]
+        records = await self._get_many(ids)
+        # A shipment moved to another order since keeps no claim on this one.
+        return [r for r in records if r is not None and r.order_number == order_number]
 
     async def resolve(self, raw_reference: str) -> Resolution | None:
         """
@@ -225,31 +339,38 @@ class Registry:
         Returns:
             None when the reference is not registered.
         """
-        target = None
-        for key in reference_keys(raw_reference):
-            raw = await self._get(ref_key(key))
-            if raw is not None:
-                target = orjson.loads(raw)
-                break
-        if target is None:
-            return None
-        kind, ident = RefKind(target["kind"]), str(target["id"])
-        if kind is RefKind.shipment:
+        fields = [kind.value for kind in REF_PRECEDENCE]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in reference_keys(raw_reference):
+                    pipe.hmget(ref_key(key), fields)
+                found: list[list[bytes | None]] = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        # The exact form first (dashes kept), then the compact one; by precedence within each.
+        for values in found:
+            for kind, value in zip(REF_PRECEDENCE, values, strict=True):
+                if value is None:
+                    continue
+                resolution = await self._resolve_target(kind, _text(value), raw_reference)
+                if resolution is not None:
+                    return resolution
+        return None
+
+    async def _resolve_target(self, kind: RefKind, ident: str, raw_reference: str) -> Resolution | None:
+        if kind not in ORDER_KINDS:
             shipment = await self.get_shipment(ident)
             if shipment is None:
                 return None
             if shipment.order_number:
-                return await self._order_resolution(shipment.order_number)
-            return Resolution(order=None, order_number=None, shipments=[shipment])
+                resolution = await self._order_resolution(shipment.order_number)
+                return replace(resolution, matched=kind.value)
+            return Resolution(order=None, order_number=None, shipments=[shipment], matched=kind.value)
         resolution = await self._order_resolution(ident)
         if kind is RefKind.replaced:
-            return Resolution(
-                order=resolution.order,
-                order_number=resolution.order_number,
-                shipments=resolution.shipments,
-                replaced_from=references.normalize(raw_reference),
-            )
-        return resolution
+            return replace(resolution, replaced_from=references.normalize(raw_reference),
+                           matched=kind.value)
+        return replace(resolution, matched=kind.value)
 
     async def _order_resolution(self, order_number: str) -> Resolution:
         order = await self.get_order(order_number)
@@ -268,32 +389,40 @@ class Registry:
         Labels no carrier has scanned, printed before ``before_ts``, oldest first.
 
         A range query on the sorted set, never a scan. ``cursor`` continues
-        after the last label of the previous page.
+        after the last label of the previous page: at the rank just past it,
+        found atomically in Redis, so labels with equal label times are
+        neither repeated nor skipped, and a page costs the same however deep
+        it is.
         """
         key = unscanned_key(origin)
-        low: str | float = "-inf"
-        after: tuple[float, str] | None = None
-        if cursor:
-            after = _decode_cursor(cursor)
-            low = after[0]
+        after = _decode_cursor(cursor) if cursor else None
+        window = limit + 1
         picked: list[tuple[str, float]] = []
-        offset = 0
         try:
-            while len(picked) < limit + 1:
-                batch = await self.redis.zrangebyscore(
-                    key, low, before_ts, start=offset, num=limit + 1 + 16, withscores=True
+            if after is None:
+                start = 0
+                batch = _pairs(await self.redis.zrange(key, 0, window - 1, withscores=True))
+            else:
+                start_raw, flat = await self._resume_at(
+                    keys=[key], args=[after[1], repr(after[0]), window]
                 )
-                if not batch:
-                    break
-                offset += len(batch)
-                for item in batch:
-                    member, raw_score = item  # type: ignore[str-unpack]  # redis-py types withscores loosely
-                    sid, score = _text(member), float(raw_score)
+                start = int(start_raw)
+                batch = _pairs(flat)
+            while True:
+                for sid, score in batch:
+                    if score > before_ts:
+                        break
                     if after is not None and (score, sid) <= after:
-                        continue
+                        continue  # same label time, at or before the cursor's label
                     picked.append((sid, score))
-                if len(batch) < limit + 1 + 16:
-                    break
+                else:
+                    if len(batch) == window and len(picked) < window:
+                        start += window
+                        batch = _pairs(
+                            await self.redis.zrange(key, start, start + window - 1, withscores=True)
+                        )
+                        continue
+                break
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         page, more = picked[:limit], len(picked) > limit
@@ -304,6 +433,52 @@ class Registry:
     async def get_shipments(self, shipment_ids: list[str]) -> list[ShipmentRecord | None]:
         """Several shipment records in one round trip (None where missing)."""
         return await self._get_many(shipment_ids)
+
+    # -- the refresher's schedule (tracksvc.refresher) ------------------------
+
+    async def unscanned_ids(self, low_ts: float, high_ts: float, limit: int) -> list[str]:
+        """Ids of unscanned labels printed between two times, oldest first."""
+        return [sid for sid, _ in await self._zrange(UNSCANNED, low_ts, high_ts, limit)]
+
+    async def due_for_refresh(self, now_ts: float, limit: int) -> list[tuple[str, float]]:
+        """Shipments due for a refresh by ``now_ts``, most overdue first, with their due times."""
+        return await self._zrange(REFRESH_DUE, float("-inf"), now_ts, limit)
+
+    async def refresh_due_times(self, shipment_ids: list[str]) -> list[float | None]:
+        """When each shipment is due (None: not scheduled, i.e. not polled)."""
+        if not shipment_ids:
+            return []
+        try:
+            scores = await self.redis.zmscore(REFRESH_DUE, shipment_ids)
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        return [None if s is None else float(s) for s in scores]
+
+    async def schedule_refresh(self, due: dict[str, float | None]) -> None:
+        """
+        Set when shipments are due next; None stops polling one.
+
+        Only shipments still scheduled are moved (XX): a void written meanwhile stays.
+        """
+        if not due:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid, at in due.items():
+                    if at is None:
+                        pipe.zrem(REFRESH_DUE, sid)
+                    else:
+                        pipe.zadd(REFRESH_DUE, {sid: at}, xx=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+
+    async def _zrange(self, key: str, low: float, high: float, limit: int) -> list[tuple[str, float]]:
+        try:
+            items = await self.redis.zrangebyscore(key, low, high, start=0, num=limit, withscores=True)
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        return _pairs(items)
 
     async def _get_many(self, shipment_ids: list[str]) -> list[ShipmentRecord | None]:
         if not shipment_ids:

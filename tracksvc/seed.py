@@ -164,6 +164,10 @@ STATUS_ORDERS = (
 )
 
 
+#: Statuses that are also flags on the order (design.md section 2).
+FLAGGED_STATUSES = frozenset({TrackingStatus.not_tendered, TrackingStatus.stalled})
+
+
 def status_orders(now: datetime | None = None) -> list[Story]:
     """One registered order per catalogue scenario in :data:`STATUS_ORDERS`."""
     now = now or datetime.now(UTC)
@@ -173,11 +177,15 @@ def status_orders(now: datetime | None = None) -> list[Story]:
         order_number = f"W30{index:05d}"
         shipment = _shipment(f"shp-30{index:05d}-1", name, now, order_number=order_number,
                              origin=("DAL1", "MSP1", "OAK1")[index % 3], destination_postal_code="30301")
+        # Registered, a number the carrier has no record of is a label that
+        # was never used (label_created in the grace period), not not_found.
+        expect = TrackingStatus.label_created if scenario.not_found else scenario.expect
         out.append(Story(
             key=f"status-{name}",
             title=scenario.description,
             reference=order_number,
-            expect_status=scenario.expect,
+            expect_status=expect,
+            expect_flags=(expect.value,) if expect in FLAGGED_STATUSES else (),
             orders=(OrderRecord(order_number=order_number, destination_postal_code="30301",
                                 ordered_at=now - timedelta(days=10)),),
             shipments=(shipment,),

@@ -269,15 +269,18 @@ class TrackService:
             )
             view = shipment_view(lookup, now=now, limits=self.limits, record=record, promised=promised)
             shipments.append(view)
-            await self._learn(record, lookup)
+            await self.learn(record, lookup)
         extra: list[str] = []
         if resolution.replaced_from is not None:
             extra.append("replaced_order")
         if not records and order is not None and order.promised_ship_by and now > order.promised_ship_by:
             extra.append("ship_by_missed")
+        order_promise = _end_of_day(order.promised_delivery_date if order else None)
+        if not records and order_promise is not None and now > order_promise:
+            extra.append("promise_missed")  # not even shipped, and the delivery date has passed
         return self.order_view(
             reference,
-            matched_field(reference, resolution),
+            resolution.matched or matched_field(reference, resolution),
             resolution.order_number,
             shipments,
             now,
@@ -286,8 +289,8 @@ class TrackService:
             replaced_from=resolution.replaced_from,
         )
 
-    async def _learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
-        """A carrier scan or a carrier void takes the label off the unscanned list."""
+    async def learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
+        """A carrier scan or a carrier void takes the label off the unscanned list (lookup, refresh, push)."""
         if self.registry is None or lookup.result is None or record.first_scan_at is not None:
             return
         scanned = lookup.result.last_physical_scan_at
@@ -317,6 +320,7 @@ class TrackService:
         facts = self._advice_facts(shipments, status, now)
         facts.update(
             order_number=order_number or "unknown",
+            replaced_from=replaced_from or "unknown",
             ship_by=f"{order.promised_ship_by:%Y-%m-%d}" if order and order.promised_ship_by else "unknown",
         )
         advice = advice_for(status, flags, facts)
@@ -350,6 +354,10 @@ class TrackService:
             carrier=CARRIER_NAMES[decisive.carrier],
             tracking_number=decisive.tracking_number,
             age=humanize_age(decisive.label_created_at, now),
+            label_age_hours=(
+                (now - decisive.label_created_at).total_seconds() / 3600
+                if decisive.label_created_at else None
+            ),
             last_scan=humanize_age(decisive.status_since or (last.occurred_at if last else None), now),
             when=humanize_age(decisive.delivered_at, now),
             detail=decisive.status_detail or (last.description if last else "no details"),

@@ -84,6 +84,81 @@ class Settings(BaseSettings):
     #: Content-Security-Policy frame-ancestors for the UI pages.
     frame_ancestors: str = "'self'"
 
+    # -- The users' surfaces (issue 5): pages, customer portal, batch lookups.
+    #: Origins allowed to hand the pages a key by postMessage (comma-separated; ``https://*.x.com``
+    #: matches subdomains). Empty: the http(s) origins in ``frame_ancestors``, and the page's own
+    #: origin when it says ``'self'``.
+    ui_key_origins: str = ""
+    #: How often the warehouse page reloads the stalled-labels list.
+    ui_refresh_s: int = Field(default=60, ge=1, le=3600)
+    #: Failed portal verifications allowed per client and per order number within the window.
+    portal_max_failures: int = Field(default=10, ge=1)
+    portal_failure_window_s: int = Field(default=15 * 60, ge=1)
+    #: Request header naming the customer's address when a portal backend calls on their
+    #: behalf (e.g. ``X-Forwarded-For``; its first address is used); empty: the peer address.
+    portal_client_ip_header: str = ""
+    #: How many lookups of one ``POST /v1/track`` batch run at once.
+    batch_concurrency: int = Field(default=20, ge=1, le=100)
+
+    # -- Background refresher and push (issue 4, items 5 and 6).
+    #: Run the refresher inside the service (``tracksvc refresher`` runs it alone).
+    refresher_enabled: bool = True
+    #: Seconds between refresher cycles; no replica refreshes a shipment twice within one period.
+    refresher_period_s: float = Field(default=60.0, gt=0)
+    #: At most this many shipments per cycle and replica.
+    refresher_batch_size: int = Field(default=50, ge=1, le=10_000)
+    #: Lookups in flight at once during a cycle.
+    refresher_concurrency: int = Field(default=8, ge=1, le=200)
+    #: A shipment is looked at again this long after its last answer (15 minutes, the active TTL).
+    refresher_revisit_s: float = Field(default=15 * 60.0, ge=0)
+    #: Labels within this many hours of the tender grace limit go first.
+    refresher_near_grace_hours: float = Field(default=6.0, ge=0)
+    #: The ``x-api-key`` UPS Track Alert sends; unset: the UPS OAuth client id (what UPS sends).
+    ups_webhook_key: SecretStr | None = Field(default=None, repr=False)
+    #: Master secret for outbound webhooks: each subscription's signing secret is derived from it
+    #: (nothing secret stored in Redis). Unset: a random secret per subscription, kept in Redis.
+    webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    #: Outbound webhook delivery: per-attempt timeout, backoff from base doubling to max, give up
+    #: after max age; the sender looks for due deliveries at least every poll interval.
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+
+    # -- Carrier economy (issue 4, items 1-4 and 7): coalescing, batching, freshness, budgets.
+    #: Hard TTL per status family: past its soft TTL (``cache_ttl_*_s``) and within this, a cached
+    #: answer is served at once and refreshed in the background; past this, the carrier is asked
+    #: first. (``cache_hard_ttl_s`` above is how long answers are kept at all, for stale answers.)
+    cache_hard_ttl_active_s: int = Field(default=60 * 60, ge=0)
+    cache_hard_ttl_final_s: int = Field(default=7 * 24 * 3600, ge=0)
+    cache_hard_ttl_not_found_s: int = Field(default=60 * 60, ge=0)
+    #: Expiry of the Redis lock that makes one replica the one asking a carrier about a number;
+    #: the holder renews it, so a replica that died is noticed within about this long.
+    flight_lock_ttl_s: float = Field(default=2.0, gt=0)
+    #: How long concurrent lookups wait to be merged into one carrier call, for carriers that
+    #: take several numbers per call (FedEx: up to 30). 0 turns batching off.
+    batch_window_s: float = Field(default=0.015, ge=0, le=1.0)
+    #: Carrier call budgets shared by every replica through Redis (0 = unlimited). FedEx allows
+    #: 1,400 transactions per 10 s and about 100,000 a day; USPS grants small hourly quotas.
+    ups_quota_per_second: float = Field(default=50.0, ge=0)
+    ups_quota_per_hour: float = Field(default=100_000.0, ge=0)
+    fedex_quota_per_second: float = Field(default=140.0, ge=0)
+    fedex_quota_per_hour: float = Field(default=4_000.0, ge=0)
+    usps_quota_per_second: float = Field(default=5.0, ge=0)
+    usps_quota_per_hour: float = Field(default=60.0, ge=0)
+    #: Longest a lookup waits for budget when it has a cached answer to fall back on
+    #: (with nothing cached it waits up to its deadline, ``carrier_timeout_s``).
+    quota_max_wait_s: float = Field(default=1.0, ge=0)
+    #: How long a 429 without a Retry-After stops every replica from calling that carrier.
+    rate_limited_block_s: float = Field(default=10.0, ge=0)
+    #: Circuit breaker per carrier: consecutive failed calls that open it (0: never opens),
+    #: and how long it stays open before one probe call.
+    breaker_failure_threshold: int = Field(default=5, ge=0)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
+    #: Ask for an admin key on ``GET /metrics`` (Prometheus scrapes usually carry none).
+    metrics_require_admin: bool = False
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:

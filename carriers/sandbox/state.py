@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -161,6 +163,11 @@ class SandboxState:
             await asyncio.sleep(self.hang_s)
             return web.Response(status=504)
         if plan.mode == "reset" and request.transport is not None:
+            # A zero linger turns the close into a TCP RST (a plain abort() sends a FIN,
+            # which the client sees as a polite disconnect, not a reset).
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             request.transport.abort()
             raise asyncio.CancelledError
         return None

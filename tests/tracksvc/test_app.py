@@ -161,8 +161,8 @@ async def test_carrier_down_answers_unknown_with_reason(service: Any, sandbox: S
 
 
 async def test_carrier_down_serves_last_answer_as_stale(service_with: Any, sandbox: Sandbox) -> None:
-    """Past its TTL, with the carrier down, the last known answer is served, flagged stale."""
-    client = await service_with(cache_ttl_active_s=0)
+    """Past its hard TTL, with the carrier down, the last known answer is served, flagged stale."""
+    client = await service_with(cache_ttl_active_s=0, cache_hard_ttl_active_s=0)
     number = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")
     _, live = await track(client, number)
     assert live["status"] == "in_transit"
@@ -219,6 +219,8 @@ async def test_logs_are_json_with_request_id_and_no_secrets(
     from tracksvc.settings import Settings
 
     configure_logging(Settings(log_json=True, log_level="debug"))
+    # Caching would pin loggers first used here to this test's captured stderr for good.
+    structlog.configure(cache_logger_on_first_use=False)
     response = await service.get("/v1/track/1ZTRKSVC0100000033", headers={**AGENT, "X-Request-ID": "req-42"})
     assert response.headers["X-Request-ID"] == "req-42"
     err = capsys.readouterr().err

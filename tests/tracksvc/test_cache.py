@@ -10,7 +10,7 @@ from tracksvc.cache import CachedAnswer, TrackingCache, TtlPolicy, track_key
 from tracksvc.connections import redis_client
 from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
 
-POLICY = TtlPolicy(active_s=900, final_s=86400, not_found_s=600, hard_s=7 * 86400)
+POLICY = TtlPolicy(active_s=900, final_s=86400, not_found_s=600, keep_s=7 * 86400)
 
 
 def _answer(status: TrackingStatus, age_s: float = 0) -> CachedAnswer:

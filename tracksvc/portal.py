@@ -1,0 +1,333 @@
+"""
+The customer portal: ``GET /v1/portal/orders/{order_number}?postal_code=``.
+
+A customer proves the order is theirs with its destination postal code. The
+answer is the customer-safe view (:class:`PortalView`): status, the
+customer message, and per shipment the carrier, tracking number and link,
+last event and estimated delivery; never agent advice, internal statuses,
+notes, flags, origins or shipment ids.
+
+Verification rules:
+
+- only registered order numbers answer (an earlier order number that was
+  re-placed answers with the new order); shipment ids, tracking numbers and
+  aliases do not;
+- the postal code is compared, in constant time, with the order's
+  ``destination_postal_code`` and with those of its *outbound* shipments
+  (a return's destination is our warehouse, which is no secret);
+- postal codes are compared normalized (:func:`normalize_postal_code`):
+  whitespace and dashes removed, upper case, a 9-digit US ZIP+4 cut to its
+  5-digit ZIP; an order with no postal code on record never verifies;
+- "no such order" and "wrong postal code" raise the same
+  :class:`PortalNotFound` (same status, byte-identical body) after the same
+  Redis work, and no carrier is asked before the code is verified;
+- failed verifications are counted per client and per order number in Redis
+  (:class:`FailureLimiter`); past the limit the route answers 429 with
+  ``Retry-After`` until the window expires.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
+
+from tracksvc import references
+from tracksvc.errors import RegistryUnavailable, RequestError
+from tracksvc.handlers import json_response
+from tracksvc.keys import redis_key, registry_key, service_key, settings_key
+from tracksvc.middlewares import error_response, requires
+from tracksvc.models import Carrier, TrackingStatus
+from tracksvc.records import Direction
+from tracksvc.registry import Registry, Resolution
+from tracksvc.service import TrackService, matched_field
+from tracksvc.views import TrackView
+
+#: Redis key prefix of the failure counters (key = prefix + ``{client:<addr>}`` or ``{order:<number>}``).
+failure_key_prefix = "tracksvc:portal:failures:"
+
+#: Longest postal code accepted in a query (longer is a 400, not a lookup).
+MAX_POSTAL_CODE_LENGTH = 32
+
+#: What the registry fields a portal lookup may match (``matched_field`` values).
+ORDER_MATCHES = frozenset({"order_number", "replaced_order"})
+
+#: Compared against when there is nothing on record, so both paths do the same work.
+_NOTHING_ON_RECORD = "\x00no-postal-code\x00"
+
+
+class PortalNotFound(RequestError):
+    """No such order, or the postal code does not match: one answer for both."""
+
+    http_status = 404
+    code = "order_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No order matches this order number and postal code.")
+
+
+class PostalCodeRequired(RequestError):
+    """The query has no (usable) postal code."""
+
+    http_status = 400
+    code = "postal_code_required"
+
+
+class TooManyAttempts(RequestError):
+    """Too many failed verifications from this client or for this order number."""
+
+    http_status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"Too many attempts. Try again in {max(1, -(-retry_after_s // 60))} minute(s)."
+        )
+        self.retry_after_s = retry_after_s
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PortalEvent(_View):
+    """The carrier's last event, in the carrier's public words."""
+
+    occurred_at: datetime | None
+    description: str
+    location: str | None
+
+
+class PortalShipment(_View):
+    """One parcel of the order, as the customer sees it."""
+
+    carrier: Carrier
+    tracking_number: str
+    tracking_url: str
+    direction: str
+    status: TrackingStatus
+    last_event: PortalEvent | None
+    estimated_delivery: date | None
+    delivered_at: datetime | None
+
+
+class PortalView(_View):
+    """Answer of ``GET /v1/portal/orders/{order_number}``: the customer-safe view."""
+
+    order_number: str
+    status: TrackingStatus
+    customer_message: str
+    shipments: list[PortalShipment] = Field(default_factory=list)
+
+
+def portal_view(view: TrackView) -> PortalView:
+    """Project the agent view onto what a customer may see (an allow-list, field by field)."""
+    shipments = [
+        PortalShipment(
+            carrier=s.carrier,
+            tracking_number=s.tracking_number,
+            tracking_url=s.tracking_url,
+            direction=s.direction,
+            status=s.status,
+            last_event=(
+                PortalEvent(
+                    occurred_at=s.last_event.occurred_at,
+                    description=s.last_event.description,
+                    location=s.last_event.location,
+                )
+                if s.last_event is not None
+                else None
+            ),
+            estimated_delivery=s.estimated_delivery,
+            delivered_at=s.delivered_at,
+        )
+        for s in view.shipments
+    ]
+    return PortalView(
+        order_number=view.order_number or view.reference,
+        status=view.status,
+        customer_message=view.customer_message,
+        shipments=shipments,
+    )
+
+
+def normalize_postal_code(raw: str) -> str:
+    """
+    A postal code in the one form codes are compared in.
+
+    Whitespace and dashes are removed and letters upper-cased (``"k1a 0b1"``
+    is ``"K1A0B1"``); a US ZIP+4 (9 digits once the dash is gone) becomes
+    its 5-digit ZIP, so ``"11201-1234"`` matches ``"11201"`` either way round.
+    """
+    text = "".join(raw.split()).replace("-", "").upper()
+    if len(text) == 9 and text.isascii() and text.isdigit():
+        return text[:5]
+    return text
+
+
+def postal_codes_on_record(resolution: Resolution) -> list[str]:
+    """The normalized codes a customer may prove the order with: the order's and outbound shipments'."""
+    found: list[str] = []
+    if resolution.order is not None and resolution.order.destination_postal_code:
+        found.append(resolution.order.destination_postal_code)
+    for shipment in resolution.shipments:
+        if shipment.direction is Direction.outbound and shipment.destination_postal_code:
+            found.append(shipment.destination_postal_code)
+    codes = [normalize_postal_code(c) for c in found]
+    return [c for c in dict.fromkeys(codes) if c]
+
+
+def postal_code_matches(given: str, on_record: Sequence[str]) -> bool:
+    """Whether ``given`` (normalized) equals any code on record; every code is compared, in constant time."""
+    matched = False
+    for code in on_record or (_NOTHING_ON_RECORD,):
+        matched |= hmac.compare_digest(given.encode(), code.encode())
+    return matched and bool(on_record)
+
+
+def _failure_key(subject: str) -> str:
+    return f"{failure_key_prefix}{{{subject}}}"
+
+
+class FailureLimiter:
+    """
+    Counts failed verifications per subject (a client, an order number) in Redis.
+
+    Each counter is one key with an expiry set at its first failure (a fixed
+    window); each MULTI touches a single key, so this works on a cluster.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, max_failures: int, window_s: int) -> None:
+        self.redis = redis
+        self.max_failures = max_failures
+        self.window_s = window_s
+
+    async def retry_after_s(self, subjects: Iterable[str]) -> int | None:
+        """Seconds to wait when any subject is at its limit, else None."""
+        keys = [_failure_key(s) for s in subjects]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                    pipe.ttl(key)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        waits = [
+            max(1, int(ttl)) if int(ttl) > 0 else self.window_s
+            for count, ttl in zip(replies[0::2], replies[1::2], strict=True)
+            if count is not None and int(count) >= self.max_failures
+        ]
+        return max(waits) if waits else None
+
+    async def record(self, subjects: Iterable[str]) -> None:
+        """Count one failure against every subject."""
+        try:
+            for subject in subjects:
+                key = _failure_key(subject)
+                # SET NX EX starts the window at the first failure; INCR keeps the TTL.
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.set(key, 0, ex=self.window_s, nx=True)
+                    pipe.incr(key)
+                    await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+
+
+async def resolve_for_portal(registry: Registry, reference: str) -> Resolution | None:
+    """
+    The order a portal order number names, or None; the same Redis work either way.
+
+    A miss reads the (absent) order and its shipment set too, as a hit does,
+    so the two cannot be told apart by their time.
+    """
+    resolution = await registry.resolve(reference)
+    if resolution is None:
+        await registry.get_order(reference)
+        await registry.order_shipments(reference)
+        return None
+    if matched_field(reference, resolution) not in ORDER_MATCHES:
+        return None
+    return resolution
+
+
+async def portal_lookup(
+    service: TrackService,
+    registry: Registry,
+    limiter: FailureLimiter,
+    *,
+    order_number: str,
+    postal_code: str | None,
+    client: str,
+) -> PortalView:
+    """
+    The customer view of an order, once its postal code is verified.
+
+    Raises:
+        PostalCodeRequired: no postal code, or an absurd one.
+        InvalidReference: the order number cannot be a reference at all.
+        TooManyAttempts: this client or this order number failed too often.
+        PortalNotFound: no such order, or the postal code does not match.
+    """
+    if postal_code is None or not postal_code.strip():
+        raise PostalCodeRequired("send the order's delivery postal code as ?postal_code=")
+    if len(postal_code) > MAX_POSTAL_CODE_LENGTH:
+        raise PostalCodeRequired(f"postal_code must be at most {MAX_POSTAL_CODE_LENGTH} characters")
+    reference = references.normalize(order_number)
+    subjects = (f"client:{client}", f"order:{reference}")
+    wait_s = await limiter.retry_after_s(subjects)
+    if wait_s is not None:
+        raise TooManyAttempts(wait_s)
+    resolution = await resolve_for_portal(registry, reference)
+    on_record = postal_codes_on_record(resolution) if resolution is not None else []
+    verified = postal_code_matches(normalize_postal_code(postal_code), on_record)
+    if resolution is None or not verified:
+        await limiter.record(subjects)
+        raise PortalNotFound()
+    return portal_view(await service.resolved_view(reference, resolution))
+
+
+def client_address(request: web.Request, header: str) -> str:
+    """Who is asking: the first address of ``header`` when configured and present, else the peer."""
+    if header:
+        forwarded = request.headers.get(header, "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.remote or "unknown"
+
+
+@requires("portal")
+async def portal_order(request: web.Request) -> web.Response:
+    """``GET /v1/portal/orders/{order_number}?postal_code=``: the customer-safe view."""
+    settings = request.app[settings_key]
+    limiter = FailureLimiter(
+        request.app[redis_key],
+        max_failures=settings.portal_max_failures,
+        window_s=settings.portal_failure_window_s,
+    )
+    try:
+        view = await portal_lookup(
+            request.app[service_key],
+            request.app[registry_key],
+            limiter,
+            order_number=request.match_info["order_number"],
+            postal_code=request.query.get("postal_code"),
+            client=client_address(request, settings.portal_client_ip_header),
+        )
+    except TooManyAttempts as exc:
+        response = error_response(exc.http_status, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    response = json_response(view)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def add_portal_routes(app: web.Application) -> None:
+    """Register the customer portal route."""
+    app.router.add_get("/v1/portal/orders/{order_number}", portal_order)

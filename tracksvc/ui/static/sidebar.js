@@ -1,0 +1,256 @@
+/* The helpdesk sidebar: paste anything, see the order in one look. */
+(function () {
+  "use strict";
+  const T = window.Tracksvc;
+  const h = T.h;
+
+  /** Status -> [words, tone]; the tone picks the colour, the words carry the meaning. */
+  const STATUS = {
+    label_created: ["Label printed, not yet with the carrier", "info"],
+    not_tendered: ["Never handed to the carrier", "bad"],
+    in_transit: ["In transit", "info"],
+    stalled: ["Stalled: no recent carrier scan", "bad"],
+    out_for_delivery: ["Out for delivery", "ok"],
+    delivery_attempted: ["Delivery attempted", "warn"],
+    available_for_pickup: ["Ready for pickup", "warn"],
+    delivered: ["Delivered", "ok"],
+    exception: ["Carrier reports a problem", "bad"],
+    returned_to_sender: ["Returning to sender", "bad"],
+    cancelled: ["Label cancelled", "muted"],
+    not_found: ["Carrier has no record", "bad"],
+    unknown: ["Carrier could not be asked", "muted"],
+    awaiting_shipment: ["Awaiting shipment: no label yet", "warn"],
+  };
+  const FLAGS = {
+    not_tendered: "Never scanned by the carrier",
+    stalled: "Stalled in transit",
+    promise_missed: "Promised date missed",
+    internal_mismatch: "Our system says shipped; the carrier never scanned it",
+    replaced_order: "Order was re-placed",
+    stale: "Stale: carrier unreachable",
+    ship_by_missed: "Ship-by date missed",
+    registry_unavailable: "Order registry unavailable",
+  };
+  const MATCHED = {
+    order_number: "order number",
+    shipment_id: "shipment id",
+    tracking_number: "tracking number",
+    internal_shipping_number: "internal shipping number",
+    alias: "another number on the order (RMA, store order)",
+    replaced_order: "an earlier order number",
+    carrier_number: "carrier tracking number (not in our registry)",
+  };
+  const CARRIERS = { ups: "UPS", fedex: "FedEx", usps: "USPS" };
+
+  const form = document.getElementById("lookup");
+  const input = document.getElementById("reference");
+  const announce = document.getElementById("announce");
+  const result = document.getElementById("result");
+  let pending = null;
+  let sequence = 0;
+
+  const keeper = T.keyKeeper({
+    focusAfterKey: input,
+    onKey() {
+      if (pending !== null) lookup(pending);
+    },
+    onReference(reference) {
+      input.value = reference;
+      lookup(reference);
+    },
+  });
+
+  function words(status) {
+    return (STATUS[status] || [status, "muted"])[0];
+  }
+
+  function tone(status) {
+    return (STATUS[status] || [status, "muted"])[1];
+  }
+
+  function statusBadge(status) {
+    return h("span", { class: "badge tone-" + tone(status) }, words(status));
+  }
+
+  function eventLine(event) {
+    const where = event.location ? " — " + event.location : "";
+    return h("span", {},
+      event.description || event.code || "(no description)", where, " · ",
+      event.occurred_at ? T.agoElement(event.occurred_at) : "time unknown");
+  }
+
+  function freshness(shipment) {
+    const stale = shipment.freshness === "stale";
+    const parts = [];
+    if (shipment.as_of) {
+      parts.push(T.agoElement(shipment.as_of, "as of "));
+      if (shipment.freshness === "cached") parts.push(" (cached)");
+      if (shipment.freshness === "live") parts.push(" (live)");
+    } else {
+      parts.push("no answer from the carrier yet");
+    }
+    if (stale) {
+      return h("p", { class: "freshness stale", role: "note" },
+        h("strong", {}, "Stale: "), parts, shipment.reason ? " — " + shipment.reason : "");
+    }
+    const reason = shipment.reason ? h("span", { class: "reason" }, " — " + shipment.reason) : null;
+    return h("p", { class: "freshness" + (shipment.reason ? " warn" : "") }, parts, reason);
+  }
+
+  function copyButton(number) {
+    const button = h("button", {
+      type: "button",
+      class: "copy",
+      "aria-label": "Copy tracking number " + number,
+    }, "Copy");
+    button.addEventListener("click", async () => {
+      const ok = await T.copyText(number);
+      button.textContent = ok ? "Copied" : "Copy failed";
+      announce.textContent = ok ? "Tracking number " + number + " copied." : "Could not copy; select the number instead.";
+      window.setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+    return button;
+  }
+
+  function facts(shipment) {
+    const out = [];
+    if (shipment.label_created_at) out.push(h("li", {}, "Label printed ", T.agoElement(shipment.label_created_at)));
+    if (shipment.origin) out.push(h("li", {}, "Ships from " + shipment.origin));
+    if (shipment.internal_status) {
+      out.push(h("li", {}, "Our system says: " + shipment.internal_status +
+        (shipment.internal_note ? " (“" + shipment.internal_note + "”)" : "")));
+    }
+    if (shipment.internal_shipping_number) out.push(h("li", {}, "Internal shipping number " + shipment.internal_shipping_number));
+    if (shipment.promised_delivery_date) out.push(h("li", {}, "Promised by " + shipment.promised_delivery_date));
+    if (shipment.delivered_at) out.push(h("li", {}, "Delivered ", T.agoElement(shipment.delivered_at), " (" + T.formatTime(shipment.delivered_at) + ")"));
+    else if (shipment.estimated_delivery) out.push(h("li", {}, "Estimated delivery " + shipment.estimated_delivery));
+    return out.length ? h("ul", { class: "facts" }, out) : null;
+  }
+
+  function timeline(events) {
+    if (!events || !events.length) return h("p", { class: "hint" }, "No carrier events yet.");
+    return h("details", { class: "timeline" },
+      h("summary", {}, "Timeline (" + events.length + " event" + (events.length === 1 ? "" : "s") + ")"),
+      h("ol", {}, events.map((e) => h("li", {},
+        h("span", { class: "when" }, e.occurred_at ? T.formatTime(e.occurred_at) : "time unknown"),
+        h("span", { class: "what" }, e.description || e.code),
+        e.location ? h("span", { class: "where" }, e.location) : null,
+        h("span", { class: "code" }, e.code)))));
+  }
+
+  function shipmentCard(shipment) {
+    const carrier = CARRIERS[shipment.carrier] || shipment.carrier;
+    const url = T.safeUrl(shipment.tracking_url);
+    const link = url
+      ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer", class: "track-link" },
+        "Track on " + carrier, h("span", { class: "visually-hidden" }, " (opens in a new tab)"))
+      : null;
+    return h("li", { class: "shipment tone-border-" + tone(shipment.status), dataset: { status: shipment.status } },
+      h("h3", { class: "shipment-head" },
+        h("span", { class: "carrier" }, carrier),
+        shipment.direction === "return" ? h("span", { class: "direction" }, "Return") : null,
+        statusBadge(shipment.status)),
+      h("p", { class: "tracking" },
+        h("span", { class: "visually-hidden" }, "Tracking number "),
+        h("code", { class: "number" }, shipment.tracking_number), " ", copyButton(shipment.tracking_number), " ", link),
+      shipment.last_event
+        ? h("p", { class: "last-event" }, h("span", { class: "label" }, "Last event: "), eventLine(shipment.last_event))
+        : h("p", { class: "last-event" }, h("span", { class: "label" }, "Last event: "),
+          shipment.status_detail || "none"),
+      facts(shipment),
+      freshness(shipment),
+      timeline(shipment.events),
+      shipment.shipment_id ? h("p", { class: "ids" }, "Shipment " + shipment.shipment_id) : null);
+  }
+
+  function render(view) {
+    const order = view.order_number ? "Order " + view.order_number : "Not a registered order";
+    const matched = MATCHED[view.matched] || view.matched;
+    // Through h() so that absent parts (null) are skipped, not written as "null".
+    const parts = h("div", {},
+      h("div", { class: "status-card tone-" + tone(view.status), dataset: { status: view.status } },
+        h("p", { class: "status-words" }, words(view.status)),
+        h("p", { class: "status-meta" }, h("code", { class: "status-code" }, view.status), " · ", order),
+        h("p", { class: "matched" }, "Found by " + matched +
+          (view.replaced_from ? " (" + view.replaced_from + " was re-placed)" : ""))),
+      h("p", { class: "summary" }, view.summary),
+      h("div", { class: "advice", role: "note", "aria-label": "What to do" },
+        h("h2", {}, "What to do"), h("p", {}, view.agent_advice)),
+      view.flags.length
+        ? h("ul", { class: "flags", "aria-label": "Flags" },
+          view.flags.map((f) => h("li", { class: "flag", dataset: { flag: f } }, FLAGS[f] || f)))
+        : null,
+      h("h2", { class: "shipments-title" },
+        view.shipments.length ? "Shipments (" + view.shipments.length + ")" : "No shipments yet"),
+      view.shipments.length ? h("ol", { class: "shipments" }, view.shipments.map((s) => shipmentCard(s))) : null);
+    result.replaceChildren(...parts.childNodes);
+    result.hidden = false;
+    announce.textContent = (view.order_number || view.reference) + ": " + words(view.status) +
+      " (" + view.status + "). " + view.summary;
+  }
+
+  function renderError(title, message) {
+    result.replaceChildren(h("div", { class: "error-box", role: "alert" }, h("h2", {}, title), h("p", {}, message)));
+    result.hidden = false;
+    announce.textContent = title + ": " + message;
+  }
+
+  async function lookup(raw) {
+    const reference = (raw || "").trim();
+    if (!reference) {
+      renderError("Nothing to look up", "Paste an order, shipping, return or tracking number.");
+      input.focus();
+      return;
+    }
+    const key = keeper.key();
+    if (!key) {
+      pending = reference;
+      keeper.ask("Paste an agent API key to look this up.", true);
+      return;
+    }
+    pending = null;
+    const mine = ++sequence;
+    result.setAttribute("aria-busy", "true");
+    result.replaceChildren(h("p", { class: "loading" }, "Looking up " + reference + "…"));
+    result.hidden = false;
+    announce.textContent = "Looking up " + reference + "…";
+    let response;
+    try {
+      response = await T.apiFetch("../v1/track/" + encodeURIComponent(reference), key);
+    } catch (e) {
+      if (mine === sequence) renderError("tracksvc is not reachable", "Check your connection and try again.");
+      return;
+    } finally {
+      if (mine === sequence) result.setAttribute("aria-busy", "false");
+    }
+    if (mine !== sequence) return;
+    if (response.ok) {
+      render(await response.json());
+      return;
+    }
+    const error = await T.errorOf(response);
+    if (response.status === 401) {
+      pending = reference;
+      keeper.refused("The key was refused (" + error.message + "). Paste a valid agent key.");
+      renderError("Key refused", error.message);
+    } else if (response.status === 403) {
+      renderError("This key may not look orders up", error.message);
+    } else if (response.status === 404) {
+      renderError("Not found", error.message);
+    } else if (response.status === 400) {
+      renderError("Not a reference", error.message);
+    } else {
+      renderError("Lookup failed", error.message);
+    }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    lookup(input.value);
+  });
+
+  if (keeper.fragmentReference) {
+    input.value = keeper.fragmentReference;
+    lookup(keeper.fragmentReference);
+  }
+})();
