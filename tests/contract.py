@@ -55,3 +55,18 @@ def assert_matches(path: str, method: str, status: int, body: Any, media: str = 
         schema, registry=_registry(), format_checker=OAS31Validator.FORMAT_CHECKER
     )
     validator.validate(body)
+
+
+def assert_schema(name: str, body: Any) -> None:
+    """
+    Validate ``body`` against ``components.schemas.<name>`` (e.g. a callback's body).
+
+    Raises:
+        jsonschema.ValidationError: the body does not match the schema.
+    """
+    assert name in spec()["components"]["schemas"], f"no schema {name} in openapi.yaml"
+    schema = {"$ref": f"{BASE}#/" + _pointer("components", "schemas", name)}
+    validator = OAS31Validator(
+        schema, registry=_registry(), format_checker=OAS31Validator.FORMAT_CHECKER
+    )
+    validator.validate(body)

@@ -9,7 +9,9 @@ leases), so running more replicas never doubles the work.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -25,6 +27,7 @@ from tracksvc.keys import (
     webhook_sender_key,
 )
 from tracksvc.refresher import Refresher
+from tracksvc.settings import Settings
 from tracksvc.tasks import cancel_and_wait
 from tracksvc.webhooks import Notifier, WebhookSender, WebhookStore
 
@@ -76,3 +79,31 @@ async def refresher_ctx(app: web.Application) -> AsyncIterator[None]:
 def add_background_tasks(app: web.Application) -> None:
     """Register the background contexts (after the tracker's: they use it)."""
     app.cleanup_ctx.extend([webhooks_ctx, refresher_ctx])
+
+
+async def run_standalone(settings: Settings, *, once: bool = False) -> dict[str, Any] | None:
+    """
+    ``tracksvc refresher``: the refresher (and the webhook sender) without the HTTP service.
+
+    Args:
+        settings: the service's settings (``refresher_enabled`` is implied).
+        once: run one cycle and return its report, instead of running until SIGINT/SIGTERM.
+    """
+    from tracksvc.app import create_app  # app imports this module
+
+    app = create_app(settings.model_copy(update={"refresher_enabled": not once}))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()  # the cleanup contexts: Redis, carriers, webhooks, refresher
+    try:
+        if once:
+            report = await app[refresher_key].run_cycle()
+            await app[notifier_key].idle()
+            return report.as_dict()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        return None
+    finally:
+        await runner.cleanup()

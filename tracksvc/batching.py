@@ -2,8 +2,12 @@
 Micro-batching: concurrent asks for different numbers of one carrier merge
 into calls of up to ``max_batch`` numbers (FedEx: 30).
 
-The first ask opens a window of ``window_s``; the batch goes out when the
-window closes or as soon as it is full. A carrier message for one number
+The first ask opens a window of ``window_s``; each later ask, and each fetch
+known to be on its way (:meth:`Batcher.expect`), keeps it open another
+``window_s`` (up to :data:`MAX_DELAY_WINDOWS` windows in all), so a burst
+that trickles in through the service's own Redis round trips still fills
+whole batches. The batch goes out when the window closes or as soon
+as it is full. A carrier message for one number
 (not found, invalid) stays that number's answer; a call that fails as a
 whole fails each of its askers with that error, and never another batch.
 """
@@ -20,6 +24,9 @@ from carriers.base import TrackAnswer
 from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult
 
 log = structlog.get_logger("batching")
+
+#: The longest the first ask of a batch waits for company, in windows.
+MAX_DELAY_WINDOWS = 20
 
 #: Sends one batch: (numbers, deadline, wait_until) -> answers; raises CarrierError.
 BatchCall = Callable[..., Awaitable[TrackAnswer]]
@@ -52,7 +59,19 @@ class Batcher:
         self.window_s = window_s
         self._pending: list[_Ask] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._opened_at = 0.0
+        self._last_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Fetches under way that will ask soon (see :meth:`expect`).
+        self.coming = 0
+
+    def expect(self) -> None:
+        """A fetch that will (probably) ask has started: windows wait for it a little longer."""
+        self.coming += 1
+
+    def expected(self) -> None:
+        """That fetch has asked, or will not ask after all."""
+        self.coming = max(0, self.coming - 1)
 
     async def ask(
         self, number: str, *, deadline: float, wait_until: float
@@ -66,11 +85,29 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TrackingResult | CarrierMessage] = loop.create_future()
         self._pending.append(_Ask(number, deadline, wait_until, future))
+        self._last_at = loop.time()
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self.window_s, self._flush)
+            self._open(loop)
         return await future
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._opened_at = loop.time()
+        self._timer = loop.call_at(self._opened_at + self.window_s, self._window_closing)
+
+    def _window_closing(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        latest_s = self._opened_at + self.window_s * MAX_DELAY_WINDOWS
+        close_at = min(self._last_at + self.window_s, latest_s)
+        if self.coming > 0 and len(self._pending) < self.max_batch:
+            close_at = max(close_at, min(now + self.window_s, latest_s))
+        if now < close_at:  # asks are still coming in: keep the window open a little
+            self._timer = loop.call_at(close_at, self._window_closing)
+            return
+        self._timer = None
+        self._flush()
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -84,7 +121,7 @@ class Batcher:
             if len(self._pending) < self.max_batch:
                 break
         if self._pending:  # a partial batch left over waits for its own window
-            self._timer = asyncio.get_running_loop().call_later(self.window_s, self._flush)
+            self._open(asyncio.get_running_loop())
 
     async def _send(self, batch: Sequence[_Ask]) -> None:
         live = [ask for ask in batch if not ask.future.done()]

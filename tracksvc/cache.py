@@ -145,6 +145,10 @@ class TrackingCache:
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=str(exc))
             return None
+        return self.decode(carrier, number, raw)
+
+    def decode(self, carrier: Carrier, number: str, raw: bytes | str | None) -> CachedAnswer | None:
+        """A stored entry (as read from Redis) as an answer; None when absent or unreadable."""
         if raw is None:
             return None
         try:

@@ -1,5 +1,5 @@
 """
-The ``tracksvc`` command: serve, sandbox, demo, track.
+The ``tracksvc`` command: serve, sandbox, demo, track, import, stalled, refresher.
 
 Settings come from the environment (``TRACKSVC_*``); flags override the few
 that matter on a command line.
@@ -54,6 +54,18 @@ def _track(args: argparse.Namespace) -> int:
     return 0 if "error" not in view else 1
 
 
+def _refresher(args: argparse.Namespace) -> int:
+    from tracksvc.background import run_standalone
+    from tracksvc.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    report = asyncio.run(run_standalone(settings, once=args.once))
+    if report is not None:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tracksvc`` command."""
     parser = argparse.ArgumentParser(prog="tracksvc", description=__doc__)
@@ -78,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     track = sub.add_parser("track", help="look one reference up and print the agent view")
     track.add_argument("reference")
     track.set_defaults(func=_track)
+
+    refresher = sub.add_parser(
+        "refresher", help="run the background refresher (and webhook sender) alone, without HTTP"
+    )
+    refresher.add_argument("--once", action="store_true", help="one cycle, print its report, exit")
+    refresher.set_defaults(func=_refresher)
+
+    from tracksvc.registry_cli import add_registry_commands
+
+    add_registry_commands(sub)  # import FILE, stalled
     return parser
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from tracksvc.errors import RequestError, ValidationFailed
-from tracksvc.importer import ImportFormat, import_lines
+from tracksvc.importer import MAX_LINE_BYTES, ImportFormat, import_lines
 from tracksvc.keys import registry_key, service_key, settings_key
 from tracksvc.middlewares import requires
 from tracksvc.records import OrderRecord, ShipmentRecord
@@ -118,12 +118,20 @@ def _import_format(request: web.Request) -> ImportFormat:
 
 
 async def _body_lines(request: web.Request) -> AsyncIterator[bytes]:
-    buffer = b""
+    buffer, overlong = b"", False
     async for chunk in request.content.iter_chunked(1 << 16):
+        if overlong:  # drop the rest of a line already too long, up to its newline
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                continue
+            chunk, overlong = chunk[cut:], False
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             yield line
+        if len(buffer) > MAX_LINE_BYTES:
+            # Memory stays bounded; the importer refuses the line as too long.
+            buffer, overlong = buffer[: MAX_LINE_BYTES + 1], True
     if buffer:
         yield buffer
 

@@ -28,6 +28,8 @@ BATCH_ROWS = 1000
 MAX_REPORTED_ERRORS = 1000
 #: Rows one import may carry.
 MAX_ROWS = 1_000_000
+#: Longest line accepted (a record is well under 2 KiB); longer ones are refused rows.
+MAX_LINE_BYTES = 64 * 1024
 
 
 class ImportFormat(StrEnum):
@@ -129,6 +131,9 @@ async def import_lines(
         if report.accepted + len(batch) + report.rejected >= max_rows:
             report.truncated = True
             break
+        if len(raw) > MAX_LINE_BYTES:
+            refuse([{"field": "(row)", "message": f"the line is longer than {MAX_LINE_BYTES} bytes"}])
+            continue
         try:
             if fmt is ImportFormat.csv:
                 assert header is not None

@@ -14,7 +14,8 @@ from tracksvc.settings import Settings
 
 async def track_once(settings: Settings, reference: str) -> dict[str, Any]:
     """The agent view of ``reference`` as a dict, or ``{"error": ...}``."""
-    app = create_app(settings)
+    # One lookup and out: no background refresher cycle on the side.
+    app = create_app(settings.model_copy(update={"refresher_enabled": False}))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()  # runs the cleanup contexts: Redis, HTTP session, carriers
     try:

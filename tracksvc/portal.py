@@ -20,7 +20,8 @@ Verification rules:
   5-digit ZIP; an order with no postal code on record never verifies;
 - "no such order" and "wrong postal code" raise the same
   :class:`PortalNotFound` (same status, byte-identical body) after the same
-  Redis work, and no carrier is asked before the code is verified;
+  Redis work, no sooner than ``portal_failure_floor_s`` after the request
+  began, and no carrier is asked before the code is verified;
 - failed verifications are counted per client and per order number in Redis
   (:class:`FailureLimiter`); past the limit the route answers 429 with
   ``Retry-After`` until the window expires.
@@ -28,7 +29,9 @@ Verification rules:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
@@ -243,15 +246,17 @@ async def resolve_for_portal(registry: Registry, reference: str) -> Resolution |
     """
     The order a portal order number names, or None; the same Redis work either way.
 
-    A miss reads the (absent) order and its shipment set too, as a hit does,
-    so the two cannot be told apart by their time.
+    A miss reads the (absent) order, its shipment set and a shipment too, as
+    a hit does, so the two cannot be told apart by their time.
     """
     resolution = await registry.resolve(reference)
     if resolution is None:
+        # What a hit costs: the order, its shipment set, one read of its shipments.
         await registry.get_order(reference)
         await registry.order_shipments(reference)
+        await registry.get_shipments([reference])
         return None
-    if matched_field(reference, resolution) not in ORDER_MATCHES:
+    if (resolution.matched or matched_field(reference, resolution)) not in ORDER_MATCHES:
         return None
     return resolution
 
@@ -264,6 +269,7 @@ async def portal_lookup(
     order_number: str,
     postal_code: str | None,
     client: str,
+    failure_floor_s: float = 0.0,
 ) -> PortalView:
     """
     The customer view of an order, once its postal code is verified.
@@ -272,12 +278,14 @@ async def portal_lookup(
         PostalCodeRequired: no postal code, or an absurd one.
         InvalidReference: the order number cannot be a reference at all.
         TooManyAttempts: this client or this order number failed too often.
-        PortalNotFound: no such order, or the postal code does not match.
+        PortalNotFound: no such order, or the postal code does not match (raised no
+            sooner than ``failure_floor_s`` after the call began).
     """
     if postal_code is None or not postal_code.strip():
         raise PostalCodeRequired("send the order's delivery postal code as ?postal_code=")
     if len(postal_code) > MAX_POSTAL_CODE_LENGTH:
         raise PostalCodeRequired(f"postal_code must be at most {MAX_POSTAL_CODE_LENGTH} characters")
+    started = time.monotonic()
     reference = references.normalize(order_number)
     subjects = (f"client:{client}", f"order:{reference}")
     wait_s = await limiter.retry_after_s(subjects)
@@ -288,6 +296,9 @@ async def portal_lookup(
     verified = postal_code_matches(normalize_postal_code(postal_code), on_record)
     if resolution is None or not verified:
         await limiter.record(subjects)
+        # Both failures answer no sooner than the floor, so leftover differences in work
+        # (record parsing, Redis round trips under load) do not show in the time.
+        await asyncio.sleep(max(0.0, failure_floor_s - (time.monotonic() - started)))
         raise PortalNotFound()
     return portal_view(await service.resolved_view(reference, resolution))
 
@@ -318,6 +329,7 @@ async def portal_order(request: web.Request) -> web.Response:
             order_number=request.match_info["order_number"],
             postal_code=request.query.get("postal_code"),
             client=client_address(request, settings.portal_client_ip_header),
+            failure_floor_s=settings.portal_failure_floor_s,
         )
     except TooManyAttempts as exc:
         response = error_response(exc.http_status, exc.code, exc.message)

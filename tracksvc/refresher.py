@@ -279,14 +279,18 @@ class Refresher:
         claimed = await self._claim(await self._candidates(now), report)
         records = await self.registry.get_shipments(claimed)
         semaphore = asyncio.Semaphore(self.concurrency)
-        due: dict[str, float | None] = {}
 
         async def refresh(sid: str, record: ShipmentRecord | None) -> None:
             async with semaphore:
-                due[sid] = await self._refresh(sid, record, now, report)
+                due = await self._refresh(sid, record, now, report)
+                # At once, not at the end of the cycle: a cycle longer than its period
+                # must not leave a refreshed shipment looking due once its claim expires.
+                try:
+                    await self.registry.schedule_refresh({sid: due})
+                except RegistryUnavailable as exc:  # it stays due; the next cycle retries
+                    log.warning("refresher_schedule_failed", shipment_id=sid, error=str(exc))
 
         await asyncio.gather(*(refresh(sid, rec) for sid, rec in zip(claimed, records, strict=True)))
-        await self.registry.schedule_refresh(due)
         report.lag_s = await self._lag(self.clock())
         report.elapsed_s = time.perf_counter() - started
         self.last_cycle_lag_s = report.lag_s

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     #: Failed portal verifications allowed per client and per order number within the window.
     portal_max_failures: int = Field(default=10, ge=1)
     portal_failure_window_s: int = Field(default=15 * 60, ge=1)
+    #: A failed verification answers no sooner than this after the request arrived, so that
+    #: "no such order" and "wrong postal code" take the same time.
+    portal_failure_floor_s: float = Field(default=0.05, ge=0, le=5)
     #: Request header naming the customer's address when a portal backend calls on their
     #: behalf (e.g. ``X-Forwarded-For``; its first address is used); empty: the peer address.
     portal_client_ip_header: str = ""

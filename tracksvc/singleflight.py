@@ -178,21 +178,35 @@ class RedisFlights:
     def _lock_ttl_ms(self) -> int:
         return max(1, int(self.lock_ttl_s * 1000))
 
-    async def acquire(self, carrier: Carrier, number: str) -> tuple[LockOutcome, FlightLock | None]:
-        """Try to become the one replica asking the carrier about ``number``."""
+    async def acquire(
+        self, carrier: Carrier, number: str, *, peek: str | None = None
+    ) -> tuple[LockOutcome, FlightLock | None, bytes | None]:
+        """
+        Try to become the one replica asking the carrier about ``number``.
+
+        Args:
+            peek: a key of the same hash tag to read in the same round trip
+                (the number's cache entry: what a fetch that just ended stored).
+
+        Returns:
+            What was found, our lock when we took it, and the peeked value.
+        """
         token = secrets.token_hex(8)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(flight_key(carrier, number, "lock"), token, nx=True, px=self._lock_ttl_ms)
+        if peek is not None:
+            pipe.get(peek)
         try:
-            taken = await self.redis.set(
-                flight_key(carrier, number, "lock"), token, nx=True, px=self._lock_ttl_ms
-            )
+            replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("flight_lock_unavailable", carrier=carrier.value, error=str(exc))
-            return LockOutcome.unavailable, None
-        if not taken:
-            return LockOutcome.held, None
+            return LockOutcome.unavailable, None, None
+        peeked = _as_bytes(replies[1]) if peek is not None else None
+        if not replies[0]:
+            return LockOutcome.held, None, peeked
         lock = FlightLock(carrier, number, token)
         lock.renewer = asyncio.get_running_loop().create_task(self._keep(lock))
-        return LockOutcome.acquired, lock
+        return LockOutcome.acquired, lock, peeked
 
     async def _keep(self, lock: FlightLock) -> None:
         key = flight_key(lock.carrier, lock.number, "lock")

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from carriers.base import CarrierAdapter
 from tracksvc.batching import Batcher
 from tracksvc.breaker import BreakerState, CircuitBreaker
-from tracksvc.cache import CachedAnswer, CacheState, TrackingCache
+from tracksvc.cache import CachedAnswer, CacheState, TrackingCache, track_key
 from tracksvc.errors import CarrierError, CarrierTimeout
 from tracksvc.gate import CarrierGate
 from tracksvc.metrics import Metrics
@@ -194,6 +194,8 @@ class Tracker:
             if gate.max_batch > 1 and batch_window_s > 0
         }
         self._flights: InProcessFlights[tuple[Carrier, str], FlightResult] = InProcessFlights()
+        #: Fetches started for a batching carrier that have not asked their batcher yet.
+        self._expected: set[tuple[Carrier, str]] = set()
 
     @classmethod
     def from_settings(
@@ -328,7 +330,7 @@ class Tracker:
         key = (carrier, number)
         flight = self._flights.get(key)
         if flight is None:
-            flight = self._flights.start(key, self._fly(carrier, number, cached, background=False))
+            flight = self._start(key, cached, background=False)
         else:
             self.metrics.coalesced_waits.labels(carrier.value, "local").inc()
         # shield: a caller that goes away (client disconnect) must not cancel everyone's fetch
@@ -340,7 +342,23 @@ class Tracker:
         if self._flights.get(key) is not None:
             return
         self.metrics.background_refreshes.labels(carrier.value).inc()
-        self._flights.start(key, self._fly(carrier, number, cached, background=True))
+        self._start(key, cached, background=True)
+
+    def _start(
+        self, key: tuple[Carrier, str], cached: CachedAnswer | None, *, background: bool
+    ) -> asyncio.Task[FlightResult]:
+        carrier, number = key
+        batcher = self.batchers.get(carrier)
+        if batcher is not None:
+            batcher.expect()  # it will ask the batcher shortly, after the replicas' lock
+            self._expected.add(key)
+        return self._flights.start(key, self._fly(carrier, number, cached, background=background))
+
+    def _arrived(self, key: tuple[Carrier, str]) -> None:
+        """The fetch for ``key`` asked its batcher, or ended without asking."""
+        if key in self._expected:
+            self._expected.discard(key)
+            self.batchers[key[0]].expected()
 
     async def _fly(
         self, carrier: Carrier, number: str, cached: CachedAnswer | None, *, background: bool
@@ -359,6 +377,8 @@ class Tracker:
                 outcome=Outcome.unavailable,
                 message=f"tracksvc could not ask the carrier ({type(exc).__name__})",
             )
+        finally:
+            self._arrived((carrier, number))
 
     async def _coordinate(
         self, carrier: Carrier, number: str, cached: CachedAnswer | None, *, background: bool
@@ -375,9 +395,20 @@ class Tracker:
         seen = cached.fetched_at if cached is not None else None
         while True:
             if self.flights is None:
-                outcome, lock = LockOutcome.unavailable, None
+                outcome, lock, peeked = LockOutcome.unavailable, None, None
             else:
-                outcome, lock = await self.flights.acquire(carrier, number)
+                outcome, lock, peeked = await self.flights.acquire(
+                    carrier, number, peek=track_key(carrier, number)
+                )
+            # Our cache read may predate an answer another fetch stored just before we tried
+            # the lock: then that answer is ours too, and the carrier is not asked again.
+            stored = self.cache.decode(carrier, number, peeked)
+            if stored is not None and (seen is None or stored.fetched_at > seen) and (
+                self.cache.ttl.state(stored) is CacheState.fresh
+            ):
+                if lock is not None and self.flights is not None:
+                    await self.flights.finish(lock, encode_flight(stored))
+                return stored
             if outcome is not LockOutcome.held or self.flights is None:
                 return await self._ask_and_store(carrier, number, cached, deadline, wait_until, lock)
             self.metrics.coalesced_waits.labels(carrier.value, "remote").inc()
@@ -450,6 +481,7 @@ class Tracker:
     ) -> TrackingResult | CarrierMessage:
         batcher = self.batchers.get(carrier)
         if batcher is not None:
+            self._arrived((carrier, number))
             try:
                 async with asyncio.timeout_at(deadline + BATCH_GRACE_S):
                     return await batcher.ask(number, deadline=deadline, wait_until=wait_until)

@@ -46,6 +46,7 @@ Keys (all under one hash tag, so the scripts are Redis Cluster safe)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import random
@@ -363,7 +364,8 @@ class WebhookStore:
         """Remove a subscription; False when there was none. Its pending deliveries are dropped when due."""
         sub = await self.get(sub_id)
         if sub is None:
-            return await self.redis.delete(sub_key(sub_id)) > 0
+            # Missing, or unreadable: then removing the record is all there is to do.
+            return bool(await self.redis.delete(sub_key(sub_id)))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(sub_key(sub_id))
             pipe.srem(SUBS, sub_id)
@@ -576,7 +578,11 @@ class Notifier:
     async def sweep(self) -> int:
         """Re-evaluate the subscriptions due for a look (run by the refresher each cycle)."""
         now = time.time()
-        ids = await self.store.claim_sweep(now, now + self.sweep_every_s, self.sweep_batch)
+        try:
+            ids = await self.store.claim_sweep(now, now + self.sweep_every_s, self.sweep_batch)
+        except (RedisError, OSError) as exc:
+            log.warning("webhook_sweep_failed", error=str(exc))
+            return 0
         changed = 0
         for sub_id in ids:
             try:
@@ -727,6 +733,11 @@ class WebhookSender:
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except asyncio.CancelledError:
+            # Shutting down mid-send: hand it back at once rather than when the lease ends.
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(self.store.retry(delivery, time.time()))
+            raise
         if error is None:
             await self.store.complete(delivery.id)
             log.info("webhook_delivered", delivery_id=delivery.id, attempt=attempt_no)

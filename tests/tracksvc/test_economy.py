@@ -75,7 +75,7 @@ async def test_concurrent_lookups_of_one_number_make_one_call(
 ) -> None:
     """Fifty requests for one cold number in one process: one carrier call, fifty live answers."""
     tracker = await make_tracker()
-    sandbox.state.latency_s = 0.05
+    sandbox.state.latency_s = 0.3  # every lookup joins while the one call is under way
     lookups = await asyncio.gather(*(tracker.lookup(Carrier.ups, UPS_IN_TRANSIT) for _ in range(50)))
     assert calls(sandbox, Carrier.ups) == 1
     assert {lk.freshness for lk in lookups} == {Freshness.live}
@@ -202,7 +202,7 @@ async def test_past_soft_ttl_serves_cached_and_refreshes_once(
     tracker = await make_tracker(cache_ttl_active_s=0, cache_hard_ttl_active_s=3600)
     first = await tracker.lookup(Carrier.ups, UPS_IN_TRANSIT)
     assert first.freshness is Freshness.live
-    sandbox.state.latency_s = 0.1
+    sandbox.state.latency_s = 0.3
     lookups = await asyncio.gather(*(tracker.lookup(Carrier.ups, UPS_IN_TRANSIT) for _ in range(10)))
     assert {lk.freshness for lk in lookups} == {Freshness.cached}
     assert {lk.as_of for lk in lookups} == {first.as_of}

@@ -244,3 +244,28 @@ async def test_batcher_whole_call_failure_reaches_each_asker_only() -> None:
     (answer,) = await _ask_all(batcher, ["100000000003"])
     assert isinstance(answer, TrackingResult)
     await batcher.aclose()
+
+
+async def test_batcher_waits_for_a_fetch_known_to_be_coming() -> None:
+    """A window stays open (within its limit) while a fetch on its way has not asked yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+
+    async def late(batcher: Batcher, number: str, expected: bool) -> object:
+        await asyncio.sleep(0.08)
+        if expected:
+            batcher.expected()
+        return await batcher.ask(number, deadline=deadline, wait_until=deadline)
+
+    for expected, grouping in ((True, [["100000000001", "100000000002"]]),
+                               (False, [["100000000001"], ["100000000002"]])):
+        call = Recorder()
+        batcher = Batcher(Carrier.fedex, call, max_batch=30, window_s=0.05)
+        if expected:
+            batcher.expect()
+        await asyncio.gather(
+            batcher.ask("100000000001", deadline=deadline, wait_until=deadline),
+            late(batcher, "100000000002", expected),
+        )
+        assert call.calls == grouping
+        await batcher.aclose()

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from carriers.sandbox.scenarios import ups_number
 from tests.conftest import ADMIN, AGENT, INGEST, PORTAL, WAREHOUSE
 from tests.tracksvc.registry_helpers import import_body, number_of, stalled_ids, track_ok
-from tracksvc.importer import MAX_REPORTED_ERRORS, ImportFormat, import_lines
+from tracksvc.importer import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, ImportFormat, import_lines
 from tracksvc.registry import Registry, unscanned_key
 
 LABEL_TIME = "2026-11-01T08:00:00Z"
@@ -142,6 +142,23 @@ async def test_twenty_thousand_rows_stream_through_http(service: Any, redis_clie
     assert await redis_client.zcard(unscanned_key()) == count
     assert await redis_client.zcard(unscanned_key("DAL1")) == count
     assert (await track_ok(service, "imp-19999"))["order_number"] == "W-I19999"
+
+
+async def test_an_endless_line_is_one_refused_row(service: Any) -> None:
+    """A line past the size limit (sent across many chunks) is refused; the rows around it are kept."""
+    huge = orjson.dumps(row(2, internal_note="x" * (3 * MAX_LINE_BYTES)))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        body = ndjson(row(1)) + huge + b"\n" + ndjson(row(3))
+        for start in range(0, len(body), 10_000):
+            yield body[start:start + 10_000]
+
+    status, report = await import_body(service, chunks(), "application/x-ndjson")
+    assert status == 200
+    assert (report["accepted"], report["rejected"]) == (2, 1)
+    assert report["errors"][0]["line"] == 2
+    assert "longer than" in report["errors"][0]["errors"][0]["message"]
+    assert (await track_ok(service, "imp-3"))["order_number"] == "W-I3"
 
 
 async def test_error_list_is_capped_but_counted(service: Any) -> None:
