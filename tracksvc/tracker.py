@@ -58,8 +58,8 @@ class Freshness(StrEnum):
     """How current an answer is."""
 
     live = "live"  # asked the carrier for this request
-    cached = "cached"  # from the cache, within its TTL
-    stale = "stale"  # past its TTL; the carrier could not be asked
+    cached = "cached"  # from the cache: within its soft TTL, or its hard TTL while being refreshed
+    stale = "stale"  # the last known answer: the carrier could not be asked (down, budget, breaker)
 
 
 #: Outcomes that mean "the carrier answered: it does not know this number".

@@ -214,6 +214,23 @@ async def test_past_soft_ttl_serves_cached_and_refreshes_once(
     assert after.as_of > first.as_of
 
 
+async def test_refresh_asks_past_the_soft_ttl_instead_of_in_the_background(
+    make_tracker: MakeTracker, sandbox: Sandbox
+) -> None:
+    """The refresher's refresh() waits for the carrier past the soft TTL; fresh answers stay put."""
+    tracker = await make_tracker(cache_ttl_active_s=0, cache_hard_ttl_active_s=3600)
+    first = await tracker.refresh(Carrier.ups, UPS_IN_TRANSIT)
+    second = await tracker.refresh(Carrier.ups, UPS_IN_TRANSIT)
+    assert first.freshness is Freshness.live
+    assert second.freshness is Freshness.live
+    assert calls(sandbox, Carrier.ups) == 2
+    delivered = await make_tracker()
+    await delivered.refresh(Carrier.ups, UPS_DELIVERED)
+    again = await delivered.refresh(Carrier.ups, UPS_DELIVERED)
+    assert again.freshness is Freshness.cached
+    assert calls(sandbox, Carrier.ups) == 3
+
+
 async def test_within_soft_ttl_no_call_at_all(make_tracker: MakeTracker, sandbox: Sandbox) -> None:
     """A fresh answer is served without any carrier call."""
     tracker = await make_tracker()

@@ -294,7 +294,7 @@ def test_registry_code_uses_no_multi_key_commands() -> None:
     banned = re.compile(
         r"\.(mget|mset|msetnx|rename|renamenx|sunion|sinter|sdiff|zunion|zinter|zdiff|"
         r"sunionstore|sinterstore|sdiffstore|zunionstore|zinterstore|smove|copy|blmove|lmove|"
-        r"rpoplpush|delete|unlink|keys|scan|scan_iter)\("
+        r"rpoplpush|keys|scan|scan_iter)\("
         r"|transaction=True|\.multi\("
     )
     for module in (registry_module, importer):
