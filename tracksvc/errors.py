@@ -16,7 +16,11 @@ The one exception tree of tracksvc.
         ├── ReferenceNotFound        404: not registered and no carrier's format
         ├── Unauthorized             401: no valid API key
         ├── Forbidden                403: key valid, role not allowed
-        └── ValidationFailed         422: body did not validate
+        ├── ValidationFailed         422: body did not validate
+        ├── NotFound                 404: a resource (subscription, ...) does not exist
+        ├── PortalNotFound           404: no such order OR wrong postal code (one answer)
+        ├── PostalCodeRequired       400: portal lookup without a postal code
+        └── TooManyAttempts          429: too many failed portal verifications
 
 Carrier outcomes for a single number (not found, invalid number) are data
 (:class:`tracksvc.models.CarrierMessage`), never exceptions.
@@ -157,3 +161,33 @@ class NotFound(RequestError):
 
     http_status = 404
     code = "not_found"
+
+
+class PortalNotFound(RequestError):
+    """No such order, or the postal code does not match: one answer for both."""
+
+    http_status = 404
+    code = "order_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No order matches this order number and postal code.")
+
+
+class PostalCodeRequired(RequestError):
+    """The query has no (usable) postal code."""
+
+    http_status = 400
+    code = "postal_code_required"
+
+
+class TooManyAttempts(RequestError):
+    """Too many failed verifications from this client or for this order number."""
+
+    http_status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"Too many attempts. Try again in {max(1, -(-retry_after_s // 60))} minute(s)."
+        )
+        self.retry_after_s = retry_after_s

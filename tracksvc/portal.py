@@ -41,7 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from tracksvc import references
-from tracksvc.errors import RegistryUnavailable, RequestError
+from tracksvc.errors import (
+    PortalNotFound,
+    PostalCodeRequired,
+    RegistryUnavailable,
+    TooManyAttempts,
+)
 from tracksvc.handlers import json_response
 from tracksvc.keys import redis_key, registry_key, service_key, settings_key
 from tracksvc.middlewares import error_response, requires
@@ -62,36 +67,6 @@ ORDER_MATCHES = frozenset({"order_number", "replaced_order"})
 
 #: Compared against when there is nothing on record, so both paths do the same work.
 _NOTHING_ON_RECORD = "\x00no-postal-code\x00"
-
-
-class PortalNotFound(RequestError):
-    """No such order, or the postal code does not match: one answer for both."""
-
-    http_status = 404
-    code = "order_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("No order matches this order number and postal code.")
-
-
-class PostalCodeRequired(RequestError):
-    """The query has no (usable) postal code."""
-
-    http_status = 400
-    code = "postal_code_required"
-
-
-class TooManyAttempts(RequestError):
-    """Too many failed verifications from this client or for this order number."""
-
-    http_status = 429
-    code = "too_many_attempts"
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(
-            f"Too many attempts. Try again in {max(1, -(-retry_after_s // 60))} minute(s)."
-        )
-        self.retry_after_s = retry_after_s
 
 
 class _View(BaseModel):
