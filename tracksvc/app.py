@@ -13,7 +13,7 @@ from aiohttp import web
 from carriers.registry import REGISTRY
 from tracksvc.background import add_background_tasks
 from tracksvc.batch import add_batch_routes
-from tracksvc.cache import TrackingCache, TtlPolicy
+from tracksvc.cache import TrackingCache
 from tracksvc.connections import redis_client
 from tracksvc.handlers import add_routes
 from tracksvc.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
@@ -56,7 +56,7 @@ async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
         carrier: adapter_cls(app[http_key], settings.carrier(carrier))
         for carrier, adapter_cls in REGISTRY.items()
     }
-    cache = TrackingCache(app[redis_key], TtlPolicy.from_settings(settings))
+    cache = TrackingCache.from_settings(app[redis_key], settings)
     app[tracker_key] = Tracker.from_settings(adapters, cache, app[redis_key], settings)
     app[registry_key] = Registry(app[redis_key])
     app[service_key] = TrackService(app[tracker_key], settings, app[registry_key])

@@ -9,11 +9,20 @@ the carrier is asked first. Entries are kept longer still (``keep_s``) so that
 a carrier outage can be answered with the last known answer, marked stale.
 A Redis failure is logged and treated as a miss, so a lookup still reaches
 the carrier.
+
+Each replica may also keep fresh answers in memory for a short while
+(:class:`LocalAnswers`, ``local_ttl_s``), so that a number looked up again
+and again costs no Redis round trip. The trade-off: an answer another replica
+stores is seen here only once the local copy lapses (at most ``local_ttl_s``
+later). A local copy never outlives its soft TTL, is replaced by this
+replica's own :meth:`TrackingCache.set`, and keeps its ``fetched_at``, so the
+freshness and age reported stay true.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -131,29 +140,121 @@ class TtlPolicy:
         return max(self.hard_ttl_for(answer), self.keep_s)
 
 
-class TrackingCache:
-    """Get and set carrier answers in Redis; never raises on Redis trouble."""
+class LocalAnswers:
+    """
+    A replica's short memory of fresh answers: bounded, each kept at most
+    ``ttl_s`` seconds and never past its soft TTL (pure, no I/O).
 
-    def __init__(self, redis: aioredis.Redis, ttl: TtlPolicy) -> None:
+    Args:
+        policy: the TTLs that say how long an answer stays fresh.
+        ttl_s: how long a copy is kept here (0: nothing is kept).
+        max_entries: how many numbers are remembered; the oldest copy goes first.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(self, policy: TtlPolicy, *, ttl_s: float, max_entries: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[tuple[Carrier, str], tuple[float, CachedAnswer]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, carrier: Carrier, number: str) -> CachedAnswer | None:
+        """The copy kept of a fresh answer, or None when there is none (or it lapsed)."""
+        key = (carrier, number)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, answer = entry
+        if self.clock() < until and self.policy.is_fresh(answer):
+            return answer
+        del self._entries[key]
+        return None
+
+    def put(self, carrier: Carrier, number: str, answer: CachedAnswer, *, newer_only: bool = False) -> None:
+        """
+        Keep a copy of ``answer``, replacing any other; an answer no longer fresh is not kept.
+
+        With ``newer_only``, a copy of a more recent answer is kept instead (a Redis read
+        that started before this replica stored a newer answer must not replace it).
+        """
+        key = (carrier, number)
+        if newer_only:
+            kept = self.get(carrier, number)
+            if kept is not None and kept.fetched_at > answer.fetched_at:
+                return
+        self._entries.pop(key, None)  # re-inserted last: the newest copy is evicted last
+        if self.ttl_s <= 0 or self.max_entries <= 0 or not self.policy.is_fresh(answer):
+            return
+        now = self.clock()
+        # Copies are in the order they lapse (one ttl_s for all): drop the lapsed ones and,
+        # when full, the oldest, so memory holds at most the last ttl_s seconds of answers.
+        while self._entries:
+            first = next(iter(self._entries))
+            if self._entries[first][0] > now and len(self._entries) < self.max_entries:
+                break
+            del self._entries[first]
+        self._entries[key] = (now + self.ttl_s, answer)
+
+    def discard(self, carrier: Carrier, number: str) -> None:
+        """Forget the copy of one answer."""
+        self._entries.pop((carrier, number), None)
+
+
+class TrackingCache:
+    """
+    Get and set carrier answers in Redis; never raises on Redis trouble.
+
+    Args:
+        redis: the Redis client.
+        ttl: soft and hard TTLs.
+        local_ttl_s: how long this replica keeps a fresh answer in memory (0: off; see
+            :class:`LocalAnswers` for the trade-off).
+        local_max_entries: how many answers it keeps in memory at most.
+    """
+
+    def __init__(self, redis: aioredis.Redis, ttl: TtlPolicy, *, local_ttl_s: float = 0.0,
+                 local_max_entries: int = 10_000) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.local = LocalAnswers(ttl, ttl_s=local_ttl_s, max_entries=local_max_entries)
+
+    @classmethod
+    def from_settings(cls, redis: aioredis.Redis, settings: Settings) -> TrackingCache:
+        """The cache the settings describe."""
+        return cls(
+            redis,
+            TtlPolicy.from_settings(settings),
+            local_ttl_s=settings.cache_local_ttl_s,
+            local_max_entries=settings.cache_local_max_entries,
+        )
 
     async def get(self, carrier: Carrier, number: str) -> CachedAnswer | None:
         """The cached answer, or None on a miss (or when Redis is down)."""
+        kept = self.local.get(carrier, number)
+        if kept is not None:
+            return kept
         try:
             raw = await self.redis.get(track_key(carrier, number))
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=str(exc))
             return None
-        return self.decode(carrier, number, raw)
+        answer = self.decode(carrier, number, raw)
+        if answer is not None and self.local.ttl_s > 0:
+            self.local.put(carrier, number, answer, newer_only=True)
+        return answer
 
     def decode(self, carrier: Carrier, number: str, raw: bytes | str | None) -> CachedAnswer | None:
         """A stored entry (as read from Redis) as an answer; None when absent or unreadable."""
         if raw is None:
             return None
         try:
-            return CachedAnswer.model_validate(orjson.loads(raw))
-        except (orjson.JSONDecodeError, ValidationError):
+            return CachedAnswer.model_validate_json(raw)  # one pass from bytes, no dict in between
+        except ValidationError:  # invalid JSON too
             log.warning("cache_entry_unreadable", carrier=carrier.value, tracking_number=number)
             return None
 
@@ -167,5 +268,7 @@ class TrackingCache:
             )
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=str(exc))
+            self.local.discard(carrier, number)  # never serve what Redis does not hold
             return False
+        self.local.put(carrier, number, answer)
         return True

@@ -31,9 +31,9 @@ STALLED_CSV_COLUMNS = (
 
 
 def json_response(model: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
-    """Serialize a view model (or a plain dict) with orjson."""
-    payload = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
-    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+    """Serialize a view model (pydantic's own JSON, in one pass) or a plain dict (orjson)."""
+    body = model.model_dump_json().encode() if isinstance(model, BaseModel) else orjson.dumps(model)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

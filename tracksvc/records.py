@@ -6,8 +6,10 @@ is :mod:`tracksvc.registry`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
@@ -27,6 +29,11 @@ class Direction(StrEnum):
     outbound = "outbound"
     return_ = "return"
 
+
+#: Validation context for a record tracksvc stored itself (``model_validate_json(raw,
+#: context=STORED)``): the JSON is still checked field by field, but the tracking
+#: number, already in the form the carrier is asked, is not detected again.
+STORED: Mapping[str, bool] = MappingProxyType({"stored": True})
 
 #: Internal statuses that claim the parcel left our hands.
 CLAIMS_SHIPPED = frozenset({"shipped", "in_transit", "out_for_delivery", "delivered", "departed"})
@@ -81,6 +88,8 @@ class ShipmentRecord(BaseModel):
     @classmethod
     def _tracking_number_fits_carrier(cls, value: str, info: ValidationInfo) -> str:
         """Store the number exactly as the carrier is asked (e.g. USPS without 420+ZIP)."""
+        if info.context is not None and info.context.get("stored"):
+            return value  # validated, and put in this form, when it was stored
         carrier = info.data.get("carrier")
         if not isinstance(carrier, Carrier):
             return value  # the carrier's own error says what is wrong

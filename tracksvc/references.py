@@ -58,6 +58,7 @@ A reference goes through two steps:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -79,6 +80,12 @@ __all__ = [
 
 #: Longest accepted input, counted after trimming and before removing separators.
 MAX_REFERENCE_LENGTH = 64
+
+#: How many distinct inputs each pure function remembers: the same references
+#: are looked up again and again. Only inputs of at most ``MEMO_MAX_INPUT``
+#: characters are remembered, so the memory held stays small whatever is sent.
+MEMO_SIZE = 8192
+MEMO_MAX_INPUT = 4 * MAX_REFERENCE_LENGTH
 
 # What people put between the characters of a number they read out or print:
 # whitespace, dashes, dots, and the parentheses around GS1 application
@@ -332,6 +339,10 @@ def normalize(raw: str) -> str:
             longer than :data:`MAX_REFERENCE_LENGTH` characters after trimming,
             or contains a control or invisible character.
     """
+    return _normalize_memo(raw) if len(raw) <= MEMO_MAX_INPUT else _normalize(raw)
+
+
+def _normalize(raw: str) -> str:
     text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
         raise _empty()
@@ -351,6 +362,9 @@ def normalize(raw: str) -> str:
     if len(key) > MAX_REFERENCE_LENGTH:  # upper case can be longer: "ß" -> "SS"
         raise _too_long(len(key))
     return key
+
+
+_normalize_memo = functools.lru_cache(maxsize=MEMO_SIZE)(_normalize)  # errors are not remembered
 
 
 def _empty() -> InvalidReference:
@@ -375,7 +389,14 @@ def compact(reference: str) -> str:
         ``reference`` without whitespace, dashes, dots and parentheses, and
         without leading '#', upper-cased.
     """
+    return _compact_memo(reference) if len(reference) <= MEMO_MAX_INPUT else _compact(reference)
+
+
+def _compact(reference: str) -> str:
     return _SEPARATORS.sub("", reference).lstrip("#").upper()
+
+
+_compact_memo = functools.lru_cache(maxsize=MEMO_SIZE)(_compact)
 
 
 def _without_routing(number: str) -> Iterator[str]:
@@ -403,16 +424,25 @@ def candidates(reference: str) -> list[Candidate]:
         The candidates, most specific format first, each (carrier, number)
         once; empty when no carrier's format matches.
     """
+    if len(reference) > MEMO_MAX_INPUT:
+        return list(_candidates(reference))
+    return list(_candidates_memo(reference))  # a new list each time: callers may change theirs
+
+
+def _candidates(reference: str) -> tuple[Candidate, ...]:
     text = compact(reference)
     if len(text) > _LONGEST_NUMBER or not _ALPHANUMERIC.fullmatch(text):
-        return []
+        return ()
     found: dict[tuple[Carrier, str], Candidate] = {}
     for row in _FORMATS:
         for printed in _without_routing(text) if row.routable else (text,):
             number = row.number_for(printed)
             if number is not None:
                 found.setdefault((row.carrier, number), Candidate(row.carrier, number, row.name))
-    return list(found.values())
+    return tuple(found.values())
+
+
+_candidates_memo = functools.lru_cache(maxsize=MEMO_SIZE)(_candidates)
 
 
 def tracking_url(carrier: Carrier, number: str) -> str:

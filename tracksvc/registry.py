@@ -15,9 +15,13 @@ works on Redis Cluster; the braces are hash tags)::
                                                  (epoch s); registered shipments still worth
                                                  polling (tracksvc.refresher drops finished ones)
 
-Writes go out in one pipeline without MULTI (cross-slot transactions are
-not allowed on a cluster); every write is idempotent, so a retried PUT heals
-a partial one.
+Writes go out in one round trip without MULTI (cross-slot transactions are
+not allowed on a cluster): a pipeline, or for shipments and batch reads the
+leaner :func:`tracksvc.redis_bulk.send_all`. Every write is idempotent, so a
+retried PUT heals a partial one; an import batch sends one ZADD/ZREM per
+label index and per refresh-schedule mode rather than one per row. Records
+read back are not re-checked against carrier formats
+(:data:`tracksvc.records.STORED`): they were when they were written.
 
 A reference may name several things at once (an order number that is also
 another shipment's alias). Each kind is its own field of the reference's
@@ -28,6 +32,7 @@ decides at read time, whatever the order the records were written in.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -41,7 +46,8 @@ from redis.exceptions import RedisError
 
 from tracksvc import references
 from tracksvc.errors import InvalidReference, RegistryUnavailable, ValidationFailed
-from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.records import STORED, OrderRecord, ShipmentRecord
+from tracksvc.redis_bulk import Command, score, send_all
 
 UNSCANNED = "tracksvc:labels:unscanned"
 REFRESH_DUE = "tracksvc:refresh:due"
@@ -142,6 +148,11 @@ def _refs_of(record: ShipmentRecord) -> Iterable[tuple[RefKind, str]]:
             yield kind, key
 
 
+def _ref_fields(record: ShipmentRecord) -> tuple[object, ...]:
+    """What :func:`_refs_of` reads: records equal here answer to the same references."""
+    return (record.shipment_id, record.tracking_number, record.internal_shipping_number, record.aliases)
+
+
 def _encode_cursor(score: float, member: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([score, member])).decode()
 
@@ -180,6 +191,104 @@ def _pairs(items: Sequence[Any]) -> list[tuple[str, float]]:
     return [(_text(member), float(score)) for member, score in items]
 
 
+class _WriteBatch:
+    """
+    The commands that write a batch of shipments, in the order they must run.
+
+    Each row's record, references and order set are written as they come
+    (two rows may touch the same reference). The label indexes and the
+    refresh schedule get one command per key and kind for the whole batch,
+    with the same outcome as one command per row.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[Command] = []
+        #: Order references already written by this batch (same key, field and value).
+        self.order_refs: set[str] = set()
+        #: Label-index key -> shipment id -> label time, or None to remove (the last row wins).
+        self.index: dict[str, dict[str, float | None]] = {}
+        #: Shipment id -> (when due, or None to stop polling; only if not scheduled yet).
+        self.due: dict[str, tuple[float | None, bool]] = {}
+
+    def add_shipment(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
+        """Queue one shipment's writes; ``previous`` is the stored record it replaces."""
+        rows = self.rows
+        sid = record.shipment_id
+        rows.append(("SET", shipment_key(sid), record.model_dump_json()))
+        refs = set(_refs_of(record))
+        rows.extend(("HSET", ref_key(key), kind.value, sid) for kind, key in refs)
+        if previous is not None and _ref_fields(previous) != _ref_fields(record):
+            # References the shipment no longer has (a changed alias) stop leading to it.
+            rows.extend(
+                ("EVAL", _HDEL_IF_SAME, "1", ref_key(key), kind.value, sid)
+                for kind, key in set(_refs_of(previous)) - refs
+            )
+        if record.order_number:
+            rows.append(("SADD", order_shipments_key(record.order_number), sid))
+            if record.order_number not in self.order_refs:
+                self.order_refs.add(record.order_number)
+                rows.extend(
+                    ("HSET", ref_key(key), RefKind.order.value, record.order_number)
+                    for key in _safe_reference_keys(record.order_number)
+                )
+        if previous is not None and previous.order_number and previous.order_number != record.order_number:
+            rows.append(("SREM", order_shipments_key(previous.order_number), sid))
+        index = self.index
+        if previous is not None and previous.origin and previous.origin != record.origin:
+            index.setdefault(unscanned_key(previous.origin), {})[sid] = None
+        unscanned = not record.voided and record.first_scan_at is None
+        label_ts = record.label_created_at.timestamp() if unscanned else None
+        index.setdefault(unscanned_key(), {})[sid] = label_ts
+        if record.origin:
+            index.setdefault(unscanned_key(record.origin), {})[sid] = label_ts
+        self._schedule(record, previous)
+
+    def _schedule(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
+        # A new shipment is due at once; a changed number or an un-voided label is
+        # due again; otherwise the refresher's schedule stands (NX). A voided
+        # label is never polled.
+        sid = record.shipment_id
+        if record.voided:
+            self.due[sid] = (None, False)
+            return
+        renewed = previous is not None and (
+            previous.voided
+            or (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
+        )
+        step = (time.time(), not renewed)
+        earlier = self.due.get(sid)
+        if earlier is None or not step[1]:
+            self.due[sid] = step  # the first step, or a plain ZADD: it decides
+        elif earlier[0] is None:
+            self.due[sid] = (step[0], False)  # ZADD NX right after a ZREM always adds
+        # else ZADD NX after a ZADD of this batch changes nothing
+
+    def commands(self) -> list[Command]:
+        """Every command of the batch."""
+        commands = self.rows
+        for key, members in self.index.items():
+            _queue_zset(commands, key, members, nx=False)
+        for nx in (False, True):
+            due = {sid: at for sid, (at, only_new) in self.due.items() if only_new is nx}
+            _queue_zset(commands, REFRESH_DUE, due, nx=nx)
+        return commands
+
+
+def _queue_zset(commands: list[Command], key: str, members: dict[str, float | None], *, nx: bool) -> None:
+    """One ZADD for the members with a score, one ZREM for those with None."""
+    added: list[str] = []
+    removed: list[str] = []
+    for member, at in members.items():
+        if at is None:
+            removed.append(member)
+        else:
+            added += (score(at), member)
+    if added:
+        commands.append(("ZADD", key, "NX", *added) if nx else ("ZADD", key, *added))
+    if removed:
+        commands.append(("ZREM", key, *removed))
+
+
 class Registry:
     """Shipments, orders and references in Redis."""
 
@@ -207,72 +316,14 @@ class Registry:
         records: Sequence[ShipmentRecord],
         previous: dict[str, ShipmentRecord | None] | None = None,
     ) -> None:
-        """Write many shipments in one pipeline (the import path)."""
-        # The label indexes get one ZADD/ZREM per index key for the whole batch
-        # (member -> score, or None to remove; the last row of a shipment wins).
-        index: dict[str, dict[str, float | None]] = {}
+        """Write many shipments in one round trip (the import path)."""
+        batch = _WriteBatch()
+        for record in records:
+            batch.add_shipment(record, (previous or {}).get(record.shipment_id))
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for record in records:
-                    self._queue_shipment(pipe, record, (previous or {}).get(record.shipment_id), index)
-                for key, members in index.items():
-                    added = {sid: score for sid, score in members.items() if score is not None}
-                    removed = [sid for sid, score in members.items() if score is None]
-                    if added:
-                        pipe.zadd(key, added)
-                    if removed:
-                        pipe.zrem(key, *removed)
-                await pipe.execute()
+            await send_all(self.redis, batch.commands())
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
-
-    def _queue_shipment(
-        self,
-        pipe: aioredis.client.Pipeline,
-        record: ShipmentRecord,
-        previous: ShipmentRecord | None,
-        index: dict[str, dict[str, float | None]],
-    ) -> None:
-        sid = record.shipment_id
-        pipe.set(shipment_key(sid), record.model_dump_json())
-        refs = set(_refs_of(record))
-        for kind, key in refs:
-            pipe.hset(ref_key(key), kind.value, sid)
-        if previous is not None:
-            # References the shipment no longer has (a changed alias) stop leading to it.
-            for kind, key in set(_refs_of(previous)) - refs:
-                pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), kind.value, sid)
-        if record.order_number:
-            pipe.sadd(order_shipments_key(record.order_number), sid)
-            for key in _safe_reference_keys(record.order_number):
-                pipe.hset(ref_key(key), RefKind.order.value, record.order_number)
-        if previous is not None and previous.order_number and previous.order_number != record.order_number:
-            pipe.srem(order_shipments_key(previous.order_number), sid)
-        if previous is not None and previous.origin and previous.origin != record.origin:
-            index.setdefault(unscanned_key(previous.origin), {})[sid] = None
-        unscanned = not record.voided and record.first_scan_at is None
-        score = record.label_created_at.timestamp() if unscanned else None
-        index.setdefault(unscanned_key(), {})[sid] = score
-        if record.origin:
-            index.setdefault(unscanned_key(record.origin), {})[sid] = score
-        self._queue_refresh_schedule(pipe, record, previous)
-
-    @staticmethod
-    def _queue_refresh_schedule(
-        pipe: aioredis.client.Pipeline, record: ShipmentRecord, previous: ShipmentRecord | None
-    ) -> None:
-        # A new shipment is due at once; a changed number or an un-voided label is
-        # due again; otherwise the refresher's schedule stands (NX). A voided
-        # label is never polled.
-        sid = record.shipment_id
-        if record.voided:
-            pipe.zrem(REFRESH_DUE, sid)
-            return
-        renewed = previous is not None and (
-            previous.voided
-            or (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
-        )
-        pipe.zadd(REFRESH_DUE, {sid: datetime.now(UTC).timestamp()}, nx=not renewed)
 
     async def put_order(self, record: OrderRecord, previous: OrderRecord | None = None) -> OrderRecord:
         """
@@ -484,10 +535,7 @@ class Registry:
         if not shipment_ids:
             return []
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for sid in shipment_ids:
-                    pipe.get(shipment_key(sid))
-                raws = await pipe.execute()
+            raws = await send_all(self.redis, [("GET", shipment_key(sid)) for sid in shipment_ids])
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         return [None if raw is None else _load(ShipmentRecord, raw) for raw in raws]
@@ -514,8 +562,10 @@ def _safe_reference_keys(reference: str) -> list[str]:
 M = TypeVar("M", ShipmentRecord, OrderRecord)
 
 
-def _load(model: type[M], raw: bytes) -> M | None:
+def _load(model: type[M], raw: bytes | str) -> M | None:
+    # What tracksvc stored was validated on the way in: the tracking number is
+    # not detected again (records.STORED), the rest of the JSON is checked.
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context=STORED)
     except ValidationError:
         return None

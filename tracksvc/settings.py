@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     #: Ask for an admin key on ``GET /metrics`` (Prometheus scrapes usually carry none).
     metrics_require_admin: bool = False
 
+    # -- Cached lookups in memory (issue 4, item 9).
+    #: How long each replica keeps a fresh carrier answer in memory, so that a number looked up
+    #: again and again costs no Redis round trip (0 turns it off). Trade-off: an answer another
+    #: replica stores (a refresh, a push event) is seen here up to this long later; an answer
+    #: never stays in memory past its soft TTL, and its ``as_of`` and freshness stay true.
+    cache_local_ttl_s: float = Field(default=1.0, ge=0, le=60)
+    #: How many answers each replica keeps in memory at most (the oldest go first).
+    cache_local_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:

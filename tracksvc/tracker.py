@@ -294,6 +294,8 @@ class Tracker:
         carrier could not be asked, that failure (the number may be theirs);
         else the first carrier's not-found.
         """
+        if len(candidates) == 1:  # the usual case: no task to start
+            return await self.lookup(candidates[0].carrier, candidates[0].number)
         lookups = await asyncio.gather(*(self.lookup(c.carrier, c.number) for c in candidates))
         for found in lookups:
             if found.carrier_knows_it:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -187,30 +188,28 @@ async def test_a_shipment_moved_to_another_order_leaves_the_first(service: Any) 
 # -- Redis Cluster: hash tags, one slot per command -------------------------------
 
 
-class _RecordingPipeline(aioredis.client.Pipeline):
-    recorded: list[tuple[Any, ...]]
-    transactions: list[bool]
+class _RecordingConnection(aioredis.Connection):
+    """A real connection that notes every command it writes, however it was packed."""
 
-    def pipeline_execute_command(self, *args: Any, **options: Any) -> Any:
-        self.recorded.append(args)
-        return super().pipeline_execute_command(*args, **options)
+    recorded: list[tuple[Any, ...]]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        reader = hiredis.Reader()
+        reader.feed(command if isinstance(command, bytes | str) else b"".join(command))
+        while (args := reader.gets()) is not False:
+            self.recorded.append(tuple(args))
+        await super().send_packed_command(command, check_health)
 
 
 class RecordingRedis(aioredis.Redis):
-    """A real client that notes every command it sends (directly or in a pipeline)."""
+    """A real client that notes every command it sends (directly, in a pipeline or in bulk)."""
 
     recorded: list[tuple[Any, ...]]
     transactions: list[bool]
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.recorded.append(args)
-        return await super().execute_command(*args, **options)
-
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
         self.transactions.append(transaction)
-        pipe = _RecordingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.recorded = self.recorded
-        return pipe
+        return super().pipeline(transaction, shard_hint)
 
 
 async def _keys_of(client: aioredis.Redis, args: tuple[Any, ...]) -> list[bytes]:
@@ -225,8 +224,9 @@ async def test_every_registry_command_stays_in_one_cluster_slot(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     """Writes, resolution, imports and the list never send a command spanning two slots or MULTI."""
-    client = RecordingRedis.from_url(redis_server.url)
+    client = RecordingRedis.from_url(redis_server.url, connection_class=_RecordingConnection)
     client.recorded, client.transactions = [], []
+    _RecordingConnection.recorded = client.recorded
     registry = Registry(client)
     moment = now()
     records = [
