@@ -391,11 +391,17 @@ class Registry:
             None when the reference is not registered.
         """
         fields = [kind.value for kind in REF_PRECEDENCE]
+        keys = reference_keys(raw_reference)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in reference_keys(raw_reference):
-                    pipe.hmget(ref_key(key), fields)
-                found: list[list[bytes | None]] = await pipe.execute()
+            found: list[list[bytes | str | None]]
+            if len(keys) == 1:
+                # The common case (no dashes): one plain command, no pipeline overhead.
+                found = [await self.redis.hmget(ref_key(keys[0]), fields)]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hmget(ref_key(key), fields)
+                    found = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         # The exact form first (dashes kept), then the compact one; by precedence within each.
