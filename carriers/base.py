@@ -130,7 +130,10 @@ def _worth_retrying(exc: BaseException) -> bool:
     if isinstance(exc, CarrierRateLimited):
         # A long Retry-After is answered at once (stale cache, quota) rather than slept through.
         return exc.retry_after_s is None or exc.retry_after_s <= MAX_RETRY_AFTER_S
-    return isinstance(exc, CarrierUnavailable | CarrierTimeout)
+    if isinstance(exc, CarrierUnavailable):
+        # No status: the connection failed. A 501 or 505 will not get better by asking again.
+        return exc.status is None or exc.status in RETRYABLE_STATUSES
+    return isinstance(exc, CarrierTimeout)
 
 
 class _RetryAfterWait(wait_base):

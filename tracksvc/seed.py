@@ -9,7 +9,7 @@ now, like the sandbox's, so every run tells the same stories.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from carriers.sandbox.scenarios import CATALOGUE, Scenario, Step, usps_number
 from tracksvc.models import Carrier, TrackingStatus
@@ -209,7 +209,3 @@ async def seed(registry: Registry, now: datetime | None = None) -> list[Story]:
             await registry.put_shipment(shipment)
     return everything
 
-
-def promised(days_from_today: int, now: datetime) -> date:
-    """A promised date relative to today."""
-    return (now + timedelta(days=days_from_today)).date()

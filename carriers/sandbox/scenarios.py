@@ -10,7 +10,7 @@ its own codes and wire format. Every normalized status is reachable.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
@@ -54,7 +54,6 @@ class Scenario:
     description: str = ""
     origin_city: str = "DALLAS"
     destination_city: str = "BROOKLYN"
-    tags: tuple[str, ...] = field(default=())
 
 
 def _h(hours: float) -> timedelta:
@@ -155,11 +154,6 @@ CATALOGUE: tuple[Scenario, ...] = tuple(
         *_cancelled(),
     ]
 )
-
-
-def by_number() -> dict[tuple[Carrier, str], Scenario]:
-    """The catalogue keyed by (carrier, number)."""
-    return {(s.carrier, s.number): s for s in CATALOGUE}
 
 
 def by_name() -> dict[str, Scenario]:
