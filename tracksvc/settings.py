@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     #: Master secret for outbound webhooks: each subscription's signing secret is derived from it
     #: (nothing secret stored in Redis). Unset: a random secret per subscription, kept in Redis.
     webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    #: Hosts outbound webhooks may be sent to (comma-separated; ``.example.com`` allows its
+    #: subdomains). Empty allows any host: set it in production so a subscription cannot
+    #: make tracksvc POST to internal addresses.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Outbound webhook delivery: per-attempt timeout, backoff from base doubling to max, give up
     #: after max age; the sender looks for due deliveries at least every poll interval.
     webhook_timeout_s: float = Field(default=5.0, gt=0)
@@ -170,6 +174,14 @@ class Settings(BaseSettings):
     cache_local_ttl_s: float = Field(default=1.0, ge=0, le=60)
     #: How many answers each replica keeps in memory at most (the oldest go first).
     cache_local_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: object) -> object:
+        """Accept ``host,.domain``; hosts are compared lower-case."""
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -65,7 +65,7 @@ from redis.exceptions import RedisError
 from yarl import URL
 
 from tracksvc.cache import CachedAnswer
-from tracksvc.errors import InvalidReference, RegistryUnavailable, RequestError
+from tracksvc.errors import InvalidReference, RegistryUnavailable, RequestError, ValidationFailed
 from tracksvc.models import Carrier, TrackingStatus
 from tracksvc.registry import Registry, Resolution, reference_keys
 from tracksvc.service import TrackService
@@ -141,7 +141,17 @@ def validate_callback_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL")
     if not url.host:
         raise ValueError("must name a host")
+    if url.user or url.password:
+        raise ValueError("must not carry credentials; the signature authenticates tracksvc")
     return value
+
+
+def host_allowed(callback_url: str, allowed: list[str]) -> bool:
+    """Whether the URL's host is on the allow-list (an empty list allows any host)."""
+    if not allowed:
+        return True
+    host = (URL(callback_url).host or "").lower().rstrip(".")
+    return any(host == a or (a.startswith(".") and host.endswith(a)) for a in allowed)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -463,6 +473,7 @@ class Notifier:
         self.service = service
         self.registry = registry
         self.master_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self.allowed_hosts = settings.webhook_allowed_hosts
         self.sweep_every_s = settings.refresher_period_s
         self.sweep_batch = settings.refresher_batch_size
         self.on_enqueued = on_enqueued
@@ -489,7 +500,13 @@ class Notifier:
 
         Raises:
             InvalidReference, ReferenceNotFound: the reference leads nowhere.
+            ValidationFailed: the callback host is not on TRACKSVC_WEBHOOK_ALLOWED_HOSTS.
         """
+        if not host_allowed(request.callback_url, self.allowed_hosts):
+            raise ValidationFailed(
+                "callback_url's host is not allowed for webhooks",
+                details=[{"field": "callback_url", "message": "host not in TRACKSVC_WEBHOOK_ALLOWED_HOSTS"}],
+            )
         view = await self.service.track(request.reference)
         sub_id = f"sub_{secrets.token_hex(12)}"
         keys = index_forms([view.reference, *(s.tracking_number for s in view.shipments)])

@@ -32,6 +32,7 @@ from tracksvc.webhooks import (
     TIMESTAMP_HEADER,
     backoff_s,
     derive_secret,
+    host_allowed,
     idempotency_key,
     sign,
     sub_key,
@@ -542,12 +543,39 @@ def test_http_and_https_callbacks_are_accepted(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["javascript:alert(1)", "file:///etc/passwd", "https://", "hook", "http://a b/"]
+    "url",
+    ["javascript:alert(1)", "file:///etc/passwd", "https://", "hook", "http://a b/",
+     "https://user:pw@hooks.example.com/h"],
 )
 def test_other_callbacks_are_refused(url: str) -> None:
     """Other schemes, no host, or spaces: refused with a reason."""
     with pytest.raises(ValueError, match=r"must|not a URL"):
         validate_callback_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "ok"),
+    [
+        ("https://hooks.example.com/h", [], True),
+        ("https://hooks.example.com/h", ["hooks.example.com"], True),
+        ("https://a.hooks.example.com/h", [".example.com"], True),
+        ("http://127.0.0.1:9/h", ["hooks.example.com"], False),
+        ("https://evil-example.com/h", [".example.com"], False),
+    ],
+)
+def test_callback_hosts_follow_the_allow_list(url: str, allowed: list[str], ok: bool) -> None:
+    """TRACKSVC_WEBHOOK_ALLOWED_HOSTS limits where webhooks may go; empty allows any host."""
+    assert host_allowed(url, allowed) is ok
+
+
+async def test_a_callback_host_off_the_allow_list_is_422(service_with: Callable[..., Any]) -> None:
+    """Subscribing a callback on a host not allowed is a 422 naming the field, and nothing is stored."""
+    client = await service_with(webhook_allowed_hosts="hooks.example.com")
+    status, body = await subscribe(client, "1ZTRKSVC0100000033", "http://127.0.0.1:6379/")
+    assert status == 422
+    assert body["error"]["details"][0]["field"] == "callback_url"
+    status, _ = await subscribe(client, "1ZTRKSVC0100000033", "https://hooks.example.com/t")
+    assert status == 201
 
 
 def _event(hours_ago_: float | None, status: TrackingStatus, code: str) -> TrackingEvent:
