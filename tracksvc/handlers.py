@@ -21,6 +21,7 @@ from tracksvc.importer import MAX_LINE_BYTES, ImportFormat, import_lines
 from tracksvc.keys import registry_key, service_key, settings_key
 from tracksvc.middlewares import requires
 from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.service import CLAIMS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,8 +68,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 @requires("agent")
 async def track_reference(request: web.Request) -> web.Response:
-    """``GET /v1/track/{reference}``: the agent view of any reference."""
-    view = await request.app[service_key].track(request.match_info.get("reference", ""))
+    """``GET /v1/track/{reference}``: the agent view; ``?claim=not_received`` adds what the customer says."""
+    claims = frozenset(c for c in request.query.getall("claim", []) if c)
+    unknown = claims - CLAIMS
+    if unknown:
+        raise ValidationFailed(
+            f"claim must be one of: {', '.join(sorted(CLAIMS))}",
+            details=[{"field": "claim", "message": f"unknown claim {sorted(unknown)[0]!r}"}],
+        )
+    view = await request.app[service_key].track(request.match_info.get("reference", ""), claims=claims)
     return json_response(view)
 
 

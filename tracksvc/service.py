@@ -32,6 +32,10 @@ NEVER_SCANNED = frozenset(
     {TrackingStatus.label_created, TrackingStatus.not_tendered, TrackingStatus.not_found}
 )
 
+#: What a customer may tell the agent, passed as ``?claim=`` on ``GET /v1/track/{reference}``.
+CLAIM_NOT_RECEIVED = "not_received"
+CLAIMS = frozenset({CLAIM_NOT_RECEIVED})
+
 #: Statuses after which a promised date no longer matters.
 PROMISE_KEPT_OR_MOOT = frozenset(
     {TrackingStatus.delivered, TrackingStatus.cancelled, TrackingStatus.returned_to_sender}
@@ -220,7 +224,7 @@ class TrackService:
         )
         self.clock = clock
 
-    async def track(self, raw_reference: str) -> TrackView:
+    async def track(self, raw_reference: str, *, claims: frozenset[str] = frozenset()) -> TrackView:
         """
         The agent view of any reference: registered first, then carrier numbers.
 
@@ -238,7 +242,7 @@ class TrackService:
                 log.warning("registry_unavailable", error=str(exc))
                 registry_note = "registry unavailable: order numbers cannot be resolved right now"
         if resolution is not None:
-            return await self.resolved_view(reference, resolution)
+            return await self.resolved_view(reference, resolution, claims=claims)
         candidates = references.candidates(reference)
         if not candidates:
             message = (
@@ -252,9 +256,13 @@ class TrackService:
         now = self.clock()
         shipments = [shipment_view(lookup, now=now, limits=self.limits)]
         flags = ["registry_unavailable"] if registry_note else []
-        return self.order_view(reference, "carrier_number", None, shipments, now, extra_flags=flags)
+        return self.order_view(
+            reference, "carrier_number", None, shipments, now, extra_flags=flags, claims=claims
+        )
 
-    async def resolved_view(self, reference: str, resolution: Resolution) -> TrackView:
+    async def resolved_view(
+        self, reference: str, resolution: Resolution, *, claims: frozenset[str] = frozenset()
+    ) -> TrackView:
         """The view of a registered order (or a lone registered shipment)."""
         records = resolution.shipments
         lookups = await asyncio.gather(
@@ -287,6 +295,7 @@ class TrackService:
             extra_flags=extra,
             order=order,
             replaced_from=resolution.replaced_from,
+            claims=claims,
         )
 
     async def learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
@@ -313,10 +322,18 @@ class TrackService:
         extra_flags: list[str] | None = None,
         order: OrderRecord | None = None,
         replaced_from: str | None = None,
+        claims: frozenset[str] = frozenset(),
     ) -> TrackView:
-        """Aggregate shipments into the order's status, summary and advice."""
+        """
+        Aggregate shipments into the order's status, summary and advice.
+
+        ``claims`` are what the customer tells the agent (``not_received``);
+        a delivered order the customer says never arrived gets its own advice.
+        """
         status = aggregate([s.status for s in shipments])
         flags = [*order_flags(shipments), *(extra_flags or [])]
+        if CLAIM_NOT_RECEIVED in claims and status is TrackingStatus.delivered:
+            flags.append("delivered_disputed")
         facts = self._advice_facts(shipments, status, now)
         facts.update(
             order_number=order_number or "unknown",

@@ -232,3 +232,25 @@ async def test_logs_are_json_with_request_id_and_no_secrets(
     assert all(line.get("request_id") == "req-42" for line in carrier_lines)
     assert "ups-test-secret" not in err
     structlog.reset_defaults()
+
+
+async def test_customer_says_a_delivered_parcel_never_arrived(service: Any) -> None:
+    """?claim=not_received on a delivered order flags delivered_disputed with claim advice."""
+    number = next(s.number for s in CATALOGUE if s.name == "ups-delivered")
+    _, plain = await track(service, number)
+    assert "delivered_disputed" not in plain["flags"]
+    _, disputed = await track(service, f"{number}?claim=not_received")
+    assert disputed["status"] == "delivered"
+    assert "delivered_disputed" in disputed["flags"]
+    assert disputed["agent_advice"] != plain["agent_advice"]
+    assert "claim" in disputed["agent_advice"]
+
+
+async def test_claim_is_ignored_when_not_delivered_and_unknown_claims_are_422(service: Any) -> None:
+    """The claim only matters for delivered orders; an unknown claim is a clear 422."""
+    number = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")
+    _, body = await track(service, f"{number}?claim=not_received")
+    assert "delivered_disputed" not in body["flags"]
+    status, body = await track(service, f"{number}?claim=stolen")
+    assert status == 422
+    assert body["error"]["details"][0]["field"] == "claim"
