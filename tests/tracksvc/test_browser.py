@@ -331,3 +331,24 @@ async def test_helpdesk_iframe_hands_over_the_key_by_postmessage(
     inner = next(f for f in blocked.frames if f is not blocked.main_frame)
     assert not inner.url.startswith(service)
     assert await blocked.locator("body").get_attribute("data-posted") is None
+
+
+async def test_agent_records_that_a_delivered_parcel_never_arrived(
+    browser: Browser, service: Any, stories: dict[str, Story]
+) -> None:
+    """On a delivered order, one button re-asks with the customer's claim; the advice turns to a claim."""
+    order = stories["status-ups-delivered"].reference
+    page = await browser.new_page(viewport=SIDEBAR)
+    errors = watch_errors(page)
+    await page.goto(f"{base_url(service)}/ui/sidebar#key=agent-key&ref={order}")
+    await expect(page.locator(".status-card")).to_have_attribute("data-status", "delivered")
+    dispute = page.locator("button.dispute")
+    await expect(dispute).to_have_text("Customer says it never arrived")
+    await dispute.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".flags")).to_contain_text("Customer says it never arrived")
+    await expect(page.locator(".advice")).to_contain_text("claim")
+    await expect(page.locator("button.dispute")).to_have_count(0)
+    await expect(page.locator(".status-card")).to_have_attribute("data-status", "delivered")
+    await page.screenshot(path=shot("sidebar-delivered-disputed"), full_page=True)
+    assert errors == []

@@ -30,6 +30,7 @@
     stale: "Stale: carrier unreachable",
     ship_by_missed: "Ship-by date missed",
     registry_unavailable: "Order registry unavailable",
+    delivered_disputed: "Customer says it never arrived",
   };
   const MATCHED = {
     order_number: "order number",
@@ -176,6 +177,7 @@
       h("p", { class: "summary" }, view.summary),
       h("div", { class: "advice", role: "note", "aria-label": "What to do" },
         h("h2", {}, "What to do"), h("p", {}, view.agent_advice)),
+      disputeButton(view),
       view.flags.length
         ? h("ul", { class: "flags", "aria-label": "Flags" },
           view.flags.map((f) => h("li", { class: "flag", dataset: { flag: f } }, FLAGS[f] || f)))
@@ -189,13 +191,22 @@
       " (" + view.status + "). " + view.summary;
   }
 
+  // Only the customer can say a "delivered" parcel never arrived: one click asks again
+  // with that claim, and the advice turns to checking the spot and opening a claim.
+  function disputeButton(view) {
+    if (view.status !== "delivered" || view.flags.includes("delivered_disputed")) return null;
+    const button = h("button", { type: "button", class: "dispute" }, "Customer says it never arrived");
+    button.addEventListener("click", () => lookup(view.reference, "not_received"));
+    return button;
+  }
+
   function renderError(title, message) {
     result.replaceChildren(h("div", { class: "error-box", role: "alert" }, h("h2", {}, title), h("p", {}, message)));
     result.hidden = false;
     announce.textContent = title + ": " + message;
   }
 
-  async function lookup(raw) {
+  async function lookup(raw, claim) {
     const reference = (raw || "").trim();
     if (!reference) {
       renderError("Nothing to look up", "Paste an order, shipping, return or tracking number.");
@@ -216,7 +227,8 @@
     announce.textContent = "Looking up " + reference + "…";
     let response;
     try {
-      response = await T.apiFetch("../v1/track/" + encodeURIComponent(reference), key);
+      const query = claim ? "?claim=" + encodeURIComponent(claim) : "";
+      response = await T.apiFetch("../v1/track/" + encodeURIComponent(reference) + query, key);
     } catch (e) {
       if (mine === sequence) renderError("tracksvc is not reachable", "Check your connection and try again.");
       return;
