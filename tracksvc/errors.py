@@ -28,6 +28,7 @@ Carrier outcomes for a single number (not found, invalid number) are data
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tracksvc.models import Carrier, Outcome
@@ -103,6 +104,32 @@ class CarrierResponseError(CarrierError):
     """The carrier's answer could not be parsed."""
 
     outcome = Outcome.malformed
+
+
+#: HTTP statuses that fail a carrier call as a whole, whatever the body says.
+_STATUS_ERRORS: Mapping[int, tuple[type[CarrierError], str]] = {
+    401: (CarrierAuthError, "refused the call"),
+    403: (CarrierAuthError, "refused the call"),
+    429: (CarrierRateLimited, "rate limit reached"),
+}
+
+
+def error_for_status(
+    status: int, *, carrier: Carrier, detail: str, tracking_number: str | None = None
+) -> CarrierError | None:
+    """
+    The whole-call failure an HTTP status means, or None for a status the parser reads.
+
+    401/403 are auth failures, 429 a rate limit, any 5xx the carrier being unavailable.
+    """
+    cls, phrase = _STATUS_ERRORS.get(status, (None, ""))
+    if cls is None and status >= 500:
+        cls, phrase = CarrierUnavailable, "server error"
+    if cls is None:
+        return None
+    name = carrier.value.upper() if carrier is not Carrier.fedex else "FedEx"
+    return cls(f"{name} {phrase} ({detail})", carrier=carrier, tracking_number=tracking_number,
+               status=status)
 
 
 class RegistryUnavailable(TrackingError):

@@ -59,10 +59,9 @@ from carriers.fedex.units import (
     STATUS_BY_DERIVED_CODE,
 )
 from tracksvc.errors import (
-    CarrierAuthError,
-    CarrierRateLimited,
     CarrierResponseError,
     CarrierUnavailable,
+    error_for_status,
 )
 from tracksvc.models import (
     Carrier,
@@ -169,11 +168,10 @@ def _messages_from_error_envelope(
     errors = _error_list(payload)
     summary = "; ".join(f"{code}: {message}" if message else code for code, message in errors)
     summary = summary or "no error details"
-    if status in (401, 403):
-        raise CarrierAuthError(f"FedEx refused the call ({summary})", carrier=CARRIER, status=status)
-    if status == 429:
-        raise CarrierRateLimited(f"FedEx rate limit ({summary})", carrier=CARRIER, status=status)
-    if status == 404 or status >= 500:
+    failure = error_for_status(status, carrier=CARRIER, detail=summary)
+    if failure is not None:
+        raise failure
+    if status == 404:
         # 404 NOT.FOUND.ERROR is about the resource (path), never about a number [SPEC].
         raise CarrierUnavailable(
             f"FedEx could not serve the call ({summary})", carrier=CARRIER, status=status

@@ -29,10 +29,8 @@ import structlog
 
 from carriers.ups import units
 from tracksvc.errors import (
-    CarrierAuthError,
-    CarrierRateLimited,
     CarrierResponseError,
-    CarrierUnavailable,
+    error_for_status,
 )
 from tracksvc.models import (
     Carrier,
@@ -360,38 +358,27 @@ def error_codes(payload: Any) -> list[tuple[str, str]]:
     return pairs
 
 
+def _known_outcome(codes: list[tuple[str, str]], requested: str) -> CarrierMessage | None:
+    """The first (code, message) UPS documents as a per-number outcome (TW0001, TV1002)."""
+    for code, message in codes:
+        outcome = units.OUTCOME_BY_ERROR_CODE.get(code)
+        if outcome is not None:
+            return CarrierMessage(
+                carrier=Carrier.ups, tracking_number=requested, outcome=outcome, code=code, message=message
+            )
+    return None
+
+
 def _parse_error(status: int, payload: Any, requested: str) -> CarrierMessage:
     errors = error_codes(payload)
     described = "; ".join(f"{code} {message}".strip() for code, message in errors) or "no details"
-    if status in (401, 403):
-        raise CarrierAuthError(
-            f"UPS refused the request ({described})",
-            carrier=Carrier.ups,
-            tracking_number=requested,
-            status=status,
-        )
-    if status == 429:
-        raise CarrierRateLimited(
-            f"UPS rate limit reached ({described})", carrier=Carrier.ups, tracking_number=requested
-        )
-    if status >= 500:
-        raise CarrierUnavailable(
-            f"UPS server error ({described})",
-            carrier=Carrier.ups,
-            tracking_number=requested,
-            status=status,
-        )
+    failure = error_for_status(status, carrier=Carrier.ups, detail=described, tracking_number=requested)
+    if failure is not None:
+        raise failure
     if status in (400, 404):
-        for code, message in errors:
-            outcome = units.OUTCOME_BY_ERROR_CODE.get(code)
-            if outcome is not None:
-                return CarrierMessage(
-                    carrier=Carrier.ups,
-                    tracking_number=requested,
-                    outcome=outcome,
-                    code=code,
-                    message=message,
-                )
+        message = _known_outcome(errors, requested)
+        if message is not None:
+            return message
         if not errors:
             raise _malformed(f"HTTP {status} without the UPS error envelope", requested, status)
     raise _malformed(f"HTTP {status} with unexpected error ({described})", requested, status)
@@ -442,16 +429,9 @@ def _warnings(value: Any, where: str) -> list[tuple[str, str]]:
 
 def _warning_message(warnings: list[tuple[str, str]], requested: str) -> CarrierMessage:
     """A shipment without packages: the warning says why (``TW0001``: not found)."""
-    for code, message in warnings:
-        outcome = units.OUTCOME_BY_ERROR_CODE.get(code)
-        if outcome is not None:
-            return CarrierMessage(
-                carrier=Carrier.ups,
-                tracking_number=requested,
-                outcome=outcome,
-                code=code,
-                message=message,
-            )
+    message = _known_outcome(warnings, requested)
+    if message is not None:
+        return message
     codes = ", ".join(code for code, _ in warnings) or "none"
     raise _malformed(f"shipment without packages and no known warning (warnings: {codes})")
 

@@ -29,10 +29,8 @@ import structlog
 
 from carriers.usps import units
 from tracksvc.errors import (
-    CarrierAuthError,
-    CarrierRateLimited,
     CarrierResponseError,
-    CarrierUnavailable,
+    error_for_status,
 )
 from tracksvc.models import (
     Carrier,
@@ -113,21 +111,9 @@ def parse_response(
 
 
 def _raise_for_status(status: int, requested: str) -> None:
-    if status in (401, 403):
-        raise CarrierAuthError(
-            "USPS refused our access token",
-            carrier=CARRIER,
-            tracking_number=requested,
-            status=status,
-        )
-    if status == 429:
-        raise CarrierRateLimited(
-            "USPS quota exceeded", carrier=CARRIER, tracking_number=requested, status=status
-        )
-    if status >= 500:
-        raise CarrierUnavailable(
-            "USPS server error", carrier=CARRIER, tracking_number=requested, status=status
-        )
+    failure = error_for_status(status, carrier=CARRIER, detail=f"HTTP {status}", tracking_number=requested)
+    if failure is not None:
+        raise failure
 
 
 def _error_message(status: int, error: Any, requested: str) -> CarrierMessage:
