@@ -65,6 +65,30 @@ def _shipment(
     )
 
 
+def _usps_not_yet_available(
+    age: str,
+    when: str,
+    order_number: str,
+    number: str,
+    label_created_at: datetime,
+    expect: TrackingStatus,
+    flags: tuple[str, ...],
+) -> Story:
+    """A registered USPS label USPS answers "not yet available" (150001) for."""
+    return Story(
+        key=f"usps-not-yet-available-{age}",
+        title=f"Registered USPS label USPS does not know yet, {when}",
+        reference=order_number,
+        expect_status=expect,
+        expect_flags=flags,
+        orders=(OrderRecord(order_number=order_number, destination_postal_code="94105"),),
+        shipments=(ShipmentRecord(shipment_id=f"shp-{order_number[1:]}-1", order_number=order_number,
+                                  carrier=Carrier.usps, tracking_number=number,
+                                  label_created_at=label_created_at, origin="OAK1",
+                                  destination_postal_code="94105"),),
+    )
+
+
 def stories(now: datetime | None = None) -> list[Story]:
     """The seed stories (design.md, issue "orders"), as registry records."""
     now = now or datetime.now(UTC)
@@ -130,28 +154,13 @@ def stories(now: datetime | None = None) -> list[Story]:
                                 promised_ship_by=now - timedelta(days=3), channel="marketplace",
                                 destination_postal_code="60601"),),
         ),
-        Story(
-            key="usps-not-yet-available-new",
-            title="Registered USPS label USPS does not know yet, printed an hour ago",
-            reference="W2001005",
-            expect_status=TrackingStatus.label_created,
-            orders=(OrderRecord(order_number="W2001005", destination_postal_code="94105"),),
-            shipments=(ShipmentRecord(shipment_id="shp-2001005-1", order_number="W2001005",
-                                      carrier=Carrier.usps, tracking_number=usps_number(501),
-                                      label_created_at=now - timedelta(hours=1), origin="OAK1",
-                                      destination_postal_code="94105"),),
+        _usps_not_yet_available(
+            "new", "printed an hour ago", "W2001005", usps_number(501), now - timedelta(hours=1),
+            TrackingStatus.label_created, (),
         ),
-        Story(
-            key="usps-not-yet-available-old",
-            title="Registered USPS label USPS still does not know after 3 days",
-            reference="W2001006",
-            expect_status=TrackingStatus.not_tendered,
-            expect_flags=("not_tendered",),
-            orders=(OrderRecord(order_number="W2001006", destination_postal_code="94105"),),
-            shipments=(ShipmentRecord(shipment_id="shp-2001006-1", order_number="W2001006",
-                                      carrier=Carrier.usps, tracking_number=usps_number(502),
-                                      label_created_at=now - timedelta(days=3), origin="OAK1",
-                                      destination_postal_code="94105"),),
+        _usps_not_yet_available(
+            "old", "still unknown after 3 days", "W2001006", usps_number(502), now - timedelta(days=3),
+            TrackingStatus.not_tendered, ("not_tendered",),
         ),
     ]
 
