@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hmac
 import time
-from datetime import date, datetime
-from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from carriers.ups.alerts import parse_track_alert
+from carriers.ups.alerts import parse_track_alert, scheduled_delivery
 from tracksvc import references
 from tracksvc.carrier_events import apply_event
 from tracksvc.errors import (
@@ -50,15 +48,6 @@ def _check_ups_key(request: web.Request) -> None:
         raise Unauthorized(f"send the UPS webhook credential in the {UPS_KEY_HEADER} header")
 
 
-def _yyyymmdd(value: Any) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value.strip(), "%Y%m%d").date()
-    except ValueError:
-        return None  # an odd scheduled date is not worth refusing the event for
-
-
 async def ups_track_alert(request: web.Request) -> web.Response:
     """``POST /v1/carrier-events/ups``: one UPS Track Alert event; updates status and cache at once."""
     _check_ups_key(request)
@@ -75,7 +64,7 @@ async def ups_track_alert(request: web.Request) -> web.Response:
         number,
         event,
         received_at=time.time(),
-        scheduled_delivery=_yyyymmdd(payload.get("scheduledDeliveryDate")),
+        scheduled_delivery=scheduled_delivery(payload),
     )
     return json_response(
         {

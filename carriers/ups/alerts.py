@@ -9,6 +9,7 @@ code as ``descriptionCode``, so the same tables decide its status.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from carriers.ups.tracking import (
@@ -16,6 +17,7 @@ from carriers.ups.tracking import (
     event_time,
     is_physical,
     location_from,
+    parse_date,
     status_triple,
 )
 from tracksvc.errors import CarrierResponseError
@@ -98,3 +100,9 @@ def parse_track_alert(payload: Mapping[str, Any]) -> tuple[str, TrackingEvent]:
         physical=is_physical(status_type, status, logical_scan=False),
     )
     return number, event
+
+
+def scheduled_delivery(payload: Mapping[str, Any]) -> date | None:
+    """A Track Alert's ``scheduledDeliveryDate`` (``YYYYMMDD``); None when absent or odd."""
+    value = payload.get("scheduledDeliveryDate")
+    return parse_date(value.strip()) if isinstance(value, str) else None

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from carriers.ups.alerts import parse_track_alert
+from carriers.ups.alerts import parse_track_alert, scheduled_delivery
 from carriers.ups.tracking import build_request, parse_response
 from tracksvc.errors import (
     CarrierAuthError,
@@ -419,3 +419,18 @@ def test_malformed_track_alert_raises(payload: dict[str, Any]) -> None:
     """A push without a number or a usable activityStatus raises CarrierResponseError."""
     with pytest.raises(CarrierResponseError):
         parse_track_alert(payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"scheduledDeliveryDate": "20260311"}, date(2026, 3, 11)),
+        ({"scheduledDeliveryDate": " 20260311 "}, date(2026, 3, 11)),
+        ({"scheduledDeliveryDate": "2026-03-11"}, None),
+        ({"scheduledDeliveryDate": 20260311}, None),
+        ({}, None),
+    ],
+)
+def test_track_alert_scheduled_delivery(payload: dict[str, object], expected: date | None) -> None:
+    """A Track Alert's YYYYMMDD scheduled date is read; an odd or missing one is None, not an error."""
+    assert scheduled_delivery(payload) == expected
