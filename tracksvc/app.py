@@ -17,7 +17,12 @@ from tracksvc.cache import TrackingCache
 from tracksvc.connections import redis_client
 from tracksvc.handlers import add_routes
 from tracksvc.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
-from tracksvc.middlewares import context_middleware, error_middleware, make_auth_middleware
+from tracksvc.middlewares import (
+    context_middleware,
+    error_middleware,
+    make_auth_middleware,
+    make_body_limit_middleware,
+)
 from tracksvc.portal import add_portal_routes
 from tracksvc.push_api import add_push_routes
 from tracksvc.readiness import add_ops_routes
@@ -28,6 +33,10 @@ from tracksvc.tracker import Tracker
 from tracksvc.ui import add_ui_routes
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Routes that stream their body and bound it themselves (the import: in rows), so they
+#: take bodies of any size; every other route reads at most ``TRACKSVC_MAX_BODY_BYTES``.
+STREAMING_ROUTES = frozenset({("POST", "/v1/shipments/import")})
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -68,8 +77,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """Build the tracksvc app from ``settings`` (the environment by default)."""
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, make_auth_middleware(settings.api_keys)],
-        client_max_size=64 * 1024 * 1024,
+        middlewares=[
+            context_middleware,  # outermost: the request id is on every answer, errors included
+            error_middleware,
+            make_body_limit_middleware(settings.max_body_bytes, STREAMING_ROUTES),
+            make_auth_middleware(settings.api_keys),
+        ],
+        client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
     app.cleanup_ctx.extend([redis_ctx, http_session_ctx, tracker_ctx])

@@ -103,9 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that configure logging themselves, with the settings they run with.
+_CONFIGURE_OWN_LOGGING = frozenset({"serve", "refresher", "demo"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tracksvc`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command not in _CONFIGURE_OWN_LOGGING:
+        from tracksvc.logging import configure_logging
+
+        # One-shot commands log to stderr through the same redaction; nothing cached outlives them.
+        configure_logging(Settings(), cache_loggers=False)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -11,25 +11,38 @@ The one exception tree of tracksvc.
     │   ├── CarrierAuthError         OAuth token refused, 401/403 after one refresh
     │   └── CarrierResponseError     the body was not the documented shape (malformed JSON, ...)
     ├── RegistryUnavailable          Redis could not be reached
+    │   └── ImportInterrupted        ... during an import, after some rows were committed
     └── RequestError                 the caller's fault; rendered as a JSON error
         ├── InvalidReference         400: cannot be a reference at all
         ├── ReferenceNotFound        404: not registered and no carrier's format
         ├── Unauthorized             401: no valid API key
         ├── Forbidden                403: key valid, role not allowed
         ├── ValidationFailed         422: body did not validate
+        │   └── CallbackRefused      422: a webhook callback aimed where webhooks may not go
+        ├── SubscriptionLimitReached 409: this API key holds as many subscriptions as allowed
+        ├── PushNotConfigured        503: a carrier push route has no credential configured
+        ├── IdentifierConflict       409: an identifier is already another record's (same lookup key)
         ├── NotFound                 404: a resource (subscription, ...) does not exist
         ├── PortalNotFound           404: no such order OR wrong postal code (one answer)
         ├── PostalCodeRequired       400: portal lookup without a postal code
+        ├── BodyTooLarge             413: the body is over TRACKSVC_MAX_BODY_BYTES
         └── TooManyAttempts          429: too many failed portal verifications
 
 Carrier outcomes for a single number (not found, invalid number) are data
 (:class:`tracksvc.models.CarrierMessage`), never exceptions.
+
+Outside the tree, :class:`RedisBudgetSpent` is a redis-py ``TimeoutError``: a
+lookup's Redis step that is skipped (its request's Redis budget is spent, or
+Redis just failed) meets the same fallbacks as Redis failing
+(:mod:`tracksvc.redis_budget`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracksvc.models import Carrier, Outcome
 
@@ -136,6 +149,26 @@ class RegistryUnavailable(TrackingError):
     """Redis could not be reached for the registry or the cache."""
 
 
+class RedisBudgetSpent(RedisTimeoutError):
+    """A lookup's Redis step was skipped or cut: its Redis budget is spent, or Redis just failed."""
+
+
+class ImportInterrupted(RegistryUnavailable):
+    """
+    Redis failed during an import: rows before ``resume_line`` were committed, the rest not (or partly).
+
+    Rows are idempotent, so sending the file again from ``resume_line`` (with the
+    CSV header) completes the import.
+    """
+
+    def __init__(self, message: str, *, committed_rows: int, rejected_rows: int, resume_line: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.committed_rows = committed_rows
+        self.rejected_rows = rejected_rows
+        self.resume_line = resume_line
+
+
 class RequestError(TrackingError):
     """An error caused by the request; carries its HTTP status and error code."""
 
@@ -183,6 +216,33 @@ class ValidationFailed(RequestError):
     code = "validation_failed"
 
 
+class IdentifierConflict(RequestError):
+    """An identifier has the same lookup key as one of another record (``dup-1`` and ``DUP-1``)."""
+
+    http_status = 409
+    code = "identifier_conflict"
+
+
+class CallbackRefused(ValidationFailed):
+    """A webhook callback URL aims at a host or address webhooks may not reach (SSRF guard)."""
+
+    code = "callback_refused"
+
+
+class SubscriptionLimitReached(RequestError):
+    """The API key already holds ``TRACKSVC_WEBHOOK_MAX_SUBSCRIPTIONS_PER_KEY`` subscriptions."""
+
+    http_status = 409
+    code = "subscription_limit_reached"
+
+
+class PushNotConfigured(RequestError):
+    """A carrier push route is called but its credential is not configured (the operator's to fix)."""
+
+    http_status = 503
+    code = "push_not_configured"
+
+
 class NotFound(RequestError):
     """A resource (order, subscription) does not exist."""
 
@@ -205,6 +265,20 @@ class PostalCodeRequired(RequestError):
 
     http_status = 400
     code = "postal_code_required"
+
+
+class BodyTooLarge(RequestError):
+    """The request body is larger than a JSON route accepts."""
+
+    http_status = 413
+    code = "body_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            f"the request body is larger than {limit_bytes} bytes, the most this route accepts"
+            " (TRACKSVC_MAX_BODY_BYTES)"
+        )
+        self.limit_bytes = limit_bytes
 
 
 class TooManyAttempts(RequestError):

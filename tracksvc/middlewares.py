@@ -1,14 +1,16 @@
 """
 Request middlewares: request context for logs (with one canonical line per
-request), API-key roles, and errors as JSON (never a stack trace).
+request), errors as JSON (never a stack trace; an unexpected one names its
+request id), bounded request bodies, and API-key roles.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import orjson
@@ -16,7 +18,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tracksvc.errors import Forbidden, RegistryUnavailable, RequestError, Unauthorized
+from tracksvc.errors import BodyTooLarge, Forbidden, RegistryUnavailable, RequestError, Unauthorized
 
 log = structlog.get_logger("http")
 
@@ -25,6 +27,12 @@ ROLES_ATTR = "_tracksvc_roles"
 
 #: The role of the key that authenticated the request.
 role_key = web.RequestKey("role_key", str)
+
+#: The id of the request: in every log line of it, the ``X-Request-ID`` header and a 500's body.
+request_id_key = web.RequestKey("request_id_key", str)
+
+#: A caller's ``X-Request-ID`` is kept only when it is this plain (it goes into logs and headers).
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:
@@ -37,11 +45,15 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
     return mark
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    """The one JSON error shape: ``{"error": {"code", "message"}}``."""
+def error_response(
+    status: int, code: str, message: str, details: Any = None, *, request_id: str | None = None
+) -> web.Response:
+    """The one JSON error shape: ``{"error": {"code", "message"}}`` (``details``, ``request_id``)."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
+    if request_id is not None:
+        error["request_id"] = request_id
     return web.Response(
         status=status,
         body=orjson.dumps({"error": error}),
@@ -89,6 +101,39 @@ def make_auth_middleware(api_keys: Mapping[str, str]) -> Any:
     return auth_middleware
 
 
+def make_body_limit_middleware(
+    limit_bytes: int, streaming: Collection[tuple[str, str]] = ()
+) -> Any:
+    """
+    Refuse request bodies over ``limit_bytes`` with 413, before reading them.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
+    cut when reading it passes the limit (the app's ``client_max_size``, set to the same
+    limit, raises then).
+
+    Args:
+        limit_bytes: the most a route reads.
+        streaming: ``(method, canonical path)`` of routes that stream their body and
+            bound it themselves (the import); they take any size.
+    """
+    exempt = frozenset(streaming)
+
+    @web.middleware
+    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        resource = route.resource
+        if (route.method, resource.canonical if resource is not None else "") in exempt:
+            return await handler(request)
+        if request.content_length is not None and request.content_length > limit_bytes:
+            raise BodyTooLarge(limit_bytes)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise BodyTooLarge(limit_bytes) from exc
+
+    return body_limit_middleware
+
+
 def _unwrap(request: web.Request) -> Callable[..., Awaitable[web.StreamResponse]] | None:
     match_info = request.match_info
     route = getattr(match_info, "route", None)
@@ -98,8 +143,9 @@ def _unwrap(request: web.Request) -> Callable[..., Awaitable[web.StreamResponse]
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id to every log line; log one canonical line per request."""
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-    request_id = request_id[:64]
+    offered = request.headers.get("X-Request-ID", "")
+    request_id = offered if REQUEST_ID_PATTERN.fullmatch(offered) else uuid.uuid4().hex
+    request[request_id_key] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method)
     started = time.perf_counter()
@@ -142,6 +188,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     except Exception:
         log.exception("request_failed")
+        request_id = request.get(request_id_key)
         return error_response(
-            500, "internal_error", "tracksvc failed to answer; the failure was logged"
+            500, "internal_error",
+            "tracksvc failed to answer; the failure was logged"
+            + (f" under request id {request_id}" if request_id else ""),
+            request_id=request_id,
         )

@@ -8,7 +8,9 @@ replicas lose their shared state); a carrier whose breaker is open does not
 make the replica unready, since every replica shares that carrier and still
 answers from the cache. ``/metrics`` needs no key either, because
 Prometheus scrapes usually carry none; ``TRACKSVC_METRICS_REQUIRE_ADMIN=true``
-asks for an admin key.
+asks for an admin key. Reasons name the kind of failure, never the
+error's text: that carries Redis's host and port, which an unauthenticated
+probe has no business learning.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import asyncio
 
 import orjson
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracksvc.keys import redis_key, settings_key, tracker_key
 from tracksvc.metrics import CONTENT_TYPE
@@ -25,6 +29,17 @@ from tracksvc.middlewares import requires
 
 #: How long the readiness probe waits for Redis's PONG.
 REDIS_PING_TIMEOUT_S = 1.0
+
+#: What a failed PING says, by the kind of failure (first match; subclasses first).
+REDIS_PROBLEMS: tuple[tuple[type[BaseException], str], ...] = (
+    (AuthenticationError, "Redis refused the credentials"),
+    (BusyLoadingError, "Redis is loading its data"),
+    (RedisTimeoutError, "no answer from Redis"),
+    (RedisConnectionError, "cannot connect to Redis"),
+    (ResponseError, "Redis answered with an error"),
+    (RedisError, "Redis client error"),
+    (OSError, "network error"),
+)
 
 
 async def redis_status(request: web.Request) -> str | None:
@@ -35,7 +50,9 @@ async def redis_status(request: web.Request) -> str | None:
     except TimeoutError:
         return f"no answer to PING within {REDIS_PING_TIMEOUT_S:g} s"
     except (RedisError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        # The exception's text names host and port: say only what kind of failure it was.
+        phrase = next(p for kind, p in REDIS_PROBLEMS if isinstance(exc, kind))
+        return f"{phrase} ({type(exc).__name__})"
     return None
 
 

@@ -7,8 +7,11 @@ are :class:`~pydantic.SecretStr` and never appear in reprs or logs.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +26,21 @@ PRODUCTION_BASE_URLS = {
     Carrier.fedex: "https://apis.fedex.com",
     Carrier.usps: "https://apis.usps.com",
 }
+
+
+def zone_named(name: str) -> tzinfo:
+    """
+    The time zone of an IANA name (``UTC`` needs no time zone database).
+
+    Raises:
+        ValueError: the name is not a zone the time zone database knows.
+    """
+    if name.strip().upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone name (e.g. America/Chicago)") from exc
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,9 @@ class Settings(BaseSettings):
     stalled_after_hours: float = 72.0
     log_level: str = "info"
     log_json: bool | None = None
+    #: The zone a plain date is read in where a time is expected (``promised_ship_by:
+    #: "2026-11-23"`` is the end of that day here): an IANA name such as ``America/Chicago``.
+    business_timezone: str = "UTC"
 
     ups_base_url: str = PRODUCTION_BASE_URLS[Carrier.ups]
     ups_client_id: SecretStr = SecretStr("")
@@ -98,8 +119,15 @@ class Settings(BaseSettings):
     #: "no such order" and "wrong postal code" take the same time.
     portal_failure_floor_s: float = Field(default=0.05, ge=0, le=5)
     #: Request header naming the customer's address when a portal backend calls on their
-    #: behalf (e.g. ``X-Forwarded-For``; its first address is used); empty: the peer address.
+    #: behalf (e.g. ``X-Forwarded-For``): read only from a peer in ``trusted_proxies``, walked
+    #: from the right past trusted proxies. Empty: no per-client limit, only the per-order one.
     portal_client_ip_header: str = ""
+    #: Proxies (and portal backends) whose forwarded-for entries are believed: IPs or CIDRs,
+    #: comma-separated (``10.0.0.0/8,192.0.2.7``).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Largest request body a JSON route reads (413 beyond); the import stream is not bounded
+    #: in size (it streams), only in rows.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: How many lookups of one ``POST /v1/track`` batch run at once.
     batch_concurrency: int = Field(default=20, ge=1, le=100)
 
@@ -116,7 +144,8 @@ class Settings(BaseSettings):
     refresher_revisit_s: float = Field(default=15 * 60.0, ge=0)
     #: Labels within this many hours of the tender grace limit go first.
     refresher_near_grace_hours: float = Field(default=6.0, ge=0)
-    #: The ``x-api-key`` UPS Track Alert sends; unset: the UPS OAuth client id (what UPS sends).
+    #: The ``x-api-key`` UPS Track Alert must send: a secret of its own (never the OAuth client
+    #: id). Unset: ``POST /v1/carrier-events/ups`` answers 503 ``push_not_configured``.
     ups_webhook_key: SecretStr | None = Field(default=None, repr=False)
     #: Master secret for outbound webhooks: each subscription's signing secret is derived from it
     #: (nothing secret stored in Redis). Unset: a random secret per subscription, kept in Redis.
@@ -125,6 +154,13 @@ class Settings(BaseSettings):
     #: subdomains). Empty allows any host: set it in production so a subscription cannot
     #: make tracksvc POST to internal addresses.
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Let webhooks go to loopback, private (RFC 1918, CGNAT, ULA) addresses (the demo, tests,
+    #: on-premises receivers). Off: a callback must resolve only to public addresses, checked
+    #: when subscribing and on every send. Link-local (cloud metadata), multicast, unspecified
+    #: and reserved addresses are refused either way.
+    webhook_allow_private_targets: bool = False
+    #: Subscriptions one API key may hold at once (409 ``subscription_limit_reached`` beyond).
+    webhook_max_subscriptions_per_key: int = Field(default=1000, ge=1)
     #: Outbound webhook delivery: per-attempt timeout, backoff from base doubling to max, give up
     #: after max age; the sender looks for due deliveries at least every poll interval.
     webhook_timeout_s: float = Field(default=5.0, gt=0)
@@ -157,6 +193,16 @@ class Settings(BaseSettings):
     #: Longest a lookup waits for budget when it has a cached answer to fall back on
     #: (with nothing cached it waits up to its deadline, ``carrier_timeout_s``).
     quota_max_wait_s: float = Field(default=1.0, ge=0)
+    #: Share of each carrier budget (per second and per hour) kept for registered shipments and
+    #: the refresher; lookups of unregistered numbers get the rest, and each API key at most
+    #: ``quota_per_key_share`` of that. Shares of 0 (unlimited) limit nobody.
+    quota_reserved_share: float = Field(default=0.5, ge=0, lt=1)
+    quota_per_key_share: float = Field(default=0.25, gt=0, le=1)
+    #: How long one lookup request may wait on Redis in all (registry, cache, single flight,
+    #: budgets); past it the request goes on without Redis (issue 8, item 4).
+    redis_request_budget_s: float = Field(default=1.0, gt=0, le=30)
+    #: Once Redis failed to answer a lookup, lookups in this process skip it for this long.
+    redis_down_latch_s: float = Field(default=2.0, ge=0, le=60)
     #: How long a 429 without a Retry-After stops every replica from calling that carrier.
     rate_limited_block_s: float = Field(default=10.0, ge=0)
     #: Circuit breaker per carrier: consecutive failed calls that open it (0: never opens),
@@ -175,12 +221,38 @@ class Settings(BaseSettings):
     #: How many answers each replica keeps in memory at most (the oldest go first).
     cache_local_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
 
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Refuse a zone name the time zone database does not know."""
+        zone_named(value)
+        return value
+
+    @property
+    def business_zone(self) -> tzinfo:
+        """``business_timezone`` as a time zone."""
+        return zone_named(self.business_timezone)
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
         """Accept ``host,.domain``; hosts are compared lower-case."""
         if isinstance(value, str):
             return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        """Accept ``ip,cidr,...``; each must be an IP address or network."""
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"TRACKSVC_TRUSTED_PROXIES: {item!r} is not an IP or CIDR") from exc
         return value
 
     @field_validator("api_keys", mode="before")
