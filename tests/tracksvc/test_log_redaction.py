@@ -7,6 +7,7 @@ rendered output searched for every secret string.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -225,3 +226,17 @@ def test_the_redactor_cleans_nested_events() -> None:
         "text": 'payload {"access_token": "[redacted]", "expires_in": 3600} from [redacted]',
     }
     assert {"agent-abcdef", "ups-secret-123", "master-secret-1", "redis-pass-9"} <= known_secrets(settings)
+
+
+def test_library_loggers_pass_the_same_redaction(capsys: pytest.CaptureFixture[str]) -> None:
+    """A standard-library logger (aiohttp, asyncio) is rendered and redacted like tracksvc's own."""
+    configure_logging(Settings(api_keys=f"agent:{AGENT_KEY}", log_json=True), cache_loggers=False)
+    try:
+        raise ValueError(f"bad key {AGENT_KEY} for https://hooks.example/cb?token={CALLBACK_TOKEN}")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    output = capsys.readouterr().err
+    (line,) = events(output)
+    assert (line["logger"], line["event"]) == ("aiohttp.server", "Error handling request")
+    assert line["exception"][0]["exc_value"] == f"bad key {REDACTED} for https://hooks.example/cb?{REDACTED}"
+    assert [s for s in (AGENT_KEY, CALLBACK_TOKEN) if s in output] == []
