@@ -27,7 +27,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from tracksvc.errors import (
+from carriers.errors import (
     CarrierAuthError,
     CarrierError,
     CarrierRateLimited,
@@ -35,8 +35,8 @@ from tracksvc.errors import (
     CarrierTimeout,
     CarrierUnavailable,
 )
-from tracksvc.models import Carrier, CarrierMessage, TrackingResult
-from tracksvc.settings import CarrierSettings
+from carriers.models import Carrier, CarrierMessage, TrackingResult
+from carriers.settings import CarrierSettings
 
 log = structlog.get_logger("carriers")
 

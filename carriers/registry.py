@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from carriers.base import CarrierAdapter
 from carriers.fedex import Adapter as FedexAdapter
+from carriers.models import Carrier
 from carriers.ups import Adapter as UpsAdapter
 from carriers.usps import Adapter as UspsAdapter
-from tracksvc.models import Carrier
 
 REGISTRY: Mapping[Carrier, type[CarrierAdapter]] = {
     Carrier.ups: UpsAdapter,

@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from tracksvc import checkdigits
+from carriers import checkdigits
 from tracksvc.errors import InvalidReference
 from tracksvc.models import Carrier
 

@@ -8,7 +8,6 @@ are :class:`~pydantic.SecretStr` and never appear in reprs or logs.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tracksvc.models import Carrier
+from carriers.models import Carrier
+from carriers.settings import CarrierSettings
 
 ROLES = ("agent", "portal", "warehouse", "ingest", "admin")
 
@@ -41,24 +41,6 @@ def zone_named(name: str) -> tzinfo:
         return ZoneInfo(name.strip())
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"{name!r} is not an IANA time zone name (e.g. America/Chicago)") from exc
-
-
-@dataclass(frozen=True)
-class CarrierSettings:
-    """What one carrier adapter needs: where, who, and how long to wait."""
-
-    carrier: Carrier
-    base_url: str
-    client_id: SecretStr
-    client_secret: SecretStr
-    timeout_s: float
-    connect_timeout_s: float
-    retry_attempts: int
-    token_refresh_buffer_s: float
-    transaction_src: str = "tracksvc"
-
-    def __repr__(self) -> str:
-        return f"CarrierSettings(carrier={self.carrier.value!r}, base_url={self.base_url!r})"
 
 
 class Settings(BaseSettings):

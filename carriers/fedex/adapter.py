@@ -10,11 +10,11 @@ import aiohttp
 import structlog
 
 from carriers.base import RetryPolicy, TrackAnswer, unavailable_message
+from carriers.errors import CarrierError
 from carriers.fedex.tracking import MAX_NUMBERS, MISSING_CODE, parse_response
 from carriers.fedex.transport import FedexTransport
-from tracksvc.errors import CarrierError
-from tracksvc.models import Carrier, CarrierMessage, Outcome
-from tracksvc.settings import CarrierSettings
+from carriers.models import Carrier, CarrierMessage, Outcome
+from carriers.settings import CarrierSettings
 
 log = structlog.get_logger("carriers.fedex")
 

@@ -48,6 +48,11 @@ from typing import Any
 
 import structlog
 
+from carriers.errors import (
+    CarrierResponseError,
+    CarrierUnavailable,
+    error_for_status,
+)
 from carriers.fedex.units import (
     ATTEMPT_EVENT_TYPES,
     ATTEMPT_EXCEPTION_CODES,
@@ -58,12 +63,7 @@ from carriers.fedex.units import (
     STATUS_BY_CODE,
     STATUS_BY_DERIVED_CODE,
 )
-from tracksvc.errors import (
-    CarrierResponseError,
-    CarrierUnavailable,
-    error_for_status,
-)
-from tracksvc.models import (
+from carriers.models import (
     Carrier,
     CarrierMessage,
     Location,

@@ -15,7 +15,7 @@ import orjson
 
 from carriers.base import OAuthTransport, RawResponse
 from carriers.fedex.tracking import build_request
-from tracksvc.models import Carrier
+from carriers.models import Carrier
 
 #: The token endpoint [SPEC].
 TOKEN_PATH = "/oauth/token"

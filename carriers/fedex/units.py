@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from tracksvc.models import Outcome, TrackingStatus
+from carriers.models import Outcome, TrackingStatus
 
 _S = TrackingStatus
 

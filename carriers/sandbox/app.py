@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from carriers.models import Carrier, TrackingStatus
 from carriers.sandbox import fedex, ups, usps
 from carriers.sandbox.scenarios import Scenario, Step
 from carriers.sandbox.state import FAULT_MODES, SandboxState
-from tracksvc.models import Carrier, TrackingStatus
 
 state_key = web.AppKey("state_key", SandboxState)
 

@@ -36,9 +36,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from carriers.models import Carrier
 from carriers.sandbox.scenarios import Scenario, Step
 from carriers.sandbox.state import FAULT_MODES, FaultPlan, SandboxState
-from tracksvc.models import Carrier
 
 TOKEN_PATH = "/oauth/token"
 TRACK_PATH = "/track/v1/trackingnumbers"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from tracksvc import checkdigits
-from tracksvc.models import Carrier, TrackingStatus
+from carriers import checkdigits
+from carriers.models import Carrier, TrackingStatus
 
 
 class Step(StrEnum):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from carriers.models import Carrier
 from carriers.sandbox.scenarios import CATALOGUE, Scenario
-from tracksvc.models import Carrier
 
 #: Fault modes the sandbox can inject into tracking calls.
 FAULT_MODES = ("500", "503", "429", "malformed", "hang", "reset", "401")

@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from carriers.models import Carrier
 from carriers.sandbox.scenarios import Scenario, Step
 from carriers.sandbox.state import FAULT_MODES, FaultPlan, SandboxState
-from tracksvc.models import Carrier
 
 TOKEN_PATH = "/security/v1/oauth/token"
 TRACK_PATH = "/api/track/v1/details/{inquiryNumber}"

@@ -38,9 +38,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from carriers.models import Carrier
 from carriers.sandbox.scenarios import Scenario, Step
 from carriers.sandbox.state import FaultPlan, SandboxState
-from tracksvc.models import Carrier
 
 API_VERSION = "/tracking/v3"
 

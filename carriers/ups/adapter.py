@@ -9,10 +9,10 @@ import aiohttp
 import structlog
 
 from carriers.base import RetryPolicy, TrackAnswer, decode_for, one_answer, track_each
+from carriers.models import Carrier, CarrierMessage, TrackingResult
+from carriers.settings import CarrierSettings
 from carriers.ups.tracking import parse_response
 from carriers.ups.transport import UpsTransport
-from tracksvc.models import Carrier, CarrierMessage, TrackingResult
-from tracksvc.settings import CarrierSettings
 
 log = structlog.get_logger(__name__)
 

@@ -27,12 +27,11 @@ from urllib.parse import quote
 
 import structlog
 
-from carriers.ups import units
-from tracksvc.errors import (
+from carriers.errors import (
     CarrierResponseError,
     error_for_status,
 )
-from tracksvc.models import (
+from carriers.models import (
     Carrier,
     CarrierMessage,
     Location,
@@ -40,7 +39,8 @@ from tracksvc.models import (
     TrackingResult,
     TrackingStatus,
 )
-from tracksvc.settings import CarrierSettings
+from carriers.settings import CarrierSettings
+from carriers.ups import units
 
 log = structlog.get_logger(__name__)
 

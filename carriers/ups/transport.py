@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from carriers.base import OAuthTransport, RawResponse
+from carriers.models import Carrier
 from carriers.ups.tracking import build_request
-from tracksvc.models import Carrier
 
 TOKEN_PATH = "/security/v1/oauth/token"
 

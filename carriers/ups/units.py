@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Final, TypeVar
 
-from tracksvc.models import Outcome, TrackingStatus
+from carriers.models import Outcome, TrackingStatus
 
 S = TrackingStatus
 K = TypeVar("K", bound=Hashable)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import aiohttp
 
 from carriers.base import RetryPolicy, TrackAnswer, decode_for, one_answer, track_each
+from carriers.models import Carrier, CarrierMessage, TrackingResult
+from carriers.settings import CarrierSettings
 from carriers.usps.tracking import parse_response
 from carriers.usps.transport import UspsTransport
-from tracksvc.models import Carrier, CarrierMessage, TrackingResult
-from tracksvc.settings import CarrierSettings
 
 
 class Adapter:

@@ -27,12 +27,11 @@ from urllib.parse import quote
 
 import structlog
 
-from carriers.usps import units
-from tracksvc.errors import (
+from carriers.errors import (
     CarrierResponseError,
     error_for_status,
 )
-from tracksvc.models import (
+from carriers.models import (
     Carrier,
     CarrierMessage,
     Location,
@@ -41,6 +40,7 @@ from tracksvc.models import (
     TrackingResult,
     TrackingStatus,
 )
+from carriers.usps import units
 
 log = structlog.get_logger("carriers.usps")
 

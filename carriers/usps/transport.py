@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from carriers.base import OAuthTransport, RawResponse
+from carriers.errors import CarrierAuthError
+from carriers.models import Carrier
 from carriers.usps.tracking import build_request
-from tracksvc.errors import CarrierAuthError
-from tracksvc.models import Carrier
 
 TOKEN_PATH = "/oauth2/v3/token"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tracksvc.models import TrackingStatus
+from carriers.models import TrackingStatus
 
 #: eventCode groups, one status each. Tags: [REAL] seen in a captured USPS
 #: v3 payload; [3P] only in an older Web Tools code list (carrier-apis.md 3.5).
