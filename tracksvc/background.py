@@ -13,7 +13,6 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from tracksvc.keys import (
@@ -29,19 +28,13 @@ from tracksvc.keys import (
 from tracksvc.refresher import Refresher
 from tracksvc.settings import Settings
 from tracksvc.tasks import cancel_and_wait
-from tracksvc.webhooks import Notifier, WebhookSender, WebhookStore
-
-#: Connections the webhook sender keeps open (across all receivers).
-WEBHOOK_CONNECTIONS = 100
+from tracksvc.webhooks import Notifier, WebhookSender, WebhookStore, webhook_session
 
 
 async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     """Subscriptions: the listener and its workers, and the outbox sender with its own HTTP session."""
     settings = app[settings_key]
-    timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
-    session = aiohttp.ClientSession(
-        timeout=timeout, connector=aiohttp.TCPConnector(limit=WEBHOOK_CONNECTIONS)
-    )
+    session = webhook_session(settings)  # names resolved through the SSRF guard
     store = WebhookStore(app[redis_key])
     notifier = Notifier(store, app[service_key], app[registry_key], settings)
     sender = WebhookSender(store, session, settings, notifier.secret_for)

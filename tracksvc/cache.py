@@ -56,6 +56,9 @@ class CachedAnswer(BaseModel):
     result: TrackingResult | None = None
     message: CarrierMessage | None = None
     fetched_at: float
+    #: Built from a carrier's push, not from asking it: fresh for the active TTL at most, so
+    #: the next carrier fetch soon replaces it (:mod:`tracksvc.carrier_events`).
+    pushed: bool = False
 
     @property
     def age_s(self) -> float:
@@ -108,7 +111,7 @@ class TtlPolicy:
         """How long this answer stays fresh (the soft TTL)."""
         if answer.result is None:
             return self.not_found_s
-        if answer.result.status in FINAL_STATUSES:
+        if answer.result.status in FINAL_STATUSES and not answer.pushed:
             return self.final_s
         return self.active_s
 

@@ -5,11 +5,18 @@ knows, store it and tell the listeners, without asking the carrier.
 :func:`merge_event` is pure; :func:`apply_event` does the Redis side
 through the tracker (cache and listeners) and the service (a scan takes a
 label off the unscanned list). No aiohttp.web here.
+
+A push never outranks the carrier's own answer. Its event is refused when
+dated more than :data:`MAX_FUTURE_S` ahead (:func:`future_event_problem`),
+and the merged answer is stored marked ``pushed``: fresh for the active TTL
+at most, counted from the first push since the carrier was last asked
+(later pushes do not extend it). The next lookup past that asks the carrier,
+and the carrier's answer replaces the pushed one, whatever the event dates.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 
@@ -22,6 +29,22 @@ from tracksvc.tracker import Lookup, Tracker
 log = structlog.get_logger("carrier_events")
 
 _OLDEST = datetime.min.replace(tzinfo=UTC)
+
+#: A pushed event may be dated at most this far ahead of our clock (clock skew), in seconds.
+MAX_FUTURE_S = 15 * 60
+
+
+def future_event_problem(event: TrackingEvent, now: datetime) -> str | None:
+    """Why a pushed event cannot be taken because of its date, or None (no time counts as none)."""
+    if event.occurred_at is None:
+        return None
+    limit = now + timedelta(seconds=MAX_FUTURE_S)
+    if event.occurred_at > limit:
+        return (
+            f"the event is dated {event.occurred_at:%Y-%m-%dT%H:%M:%SZ}, more than "
+            f"{MAX_FUTURE_S // 60} minutes after now ({now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return None
 
 
 def _same_event(a: TrackingEvent, b: TrackingEvent) -> bool:
@@ -53,12 +76,16 @@ def merge_event(
     arriving late only adds to the history. Without a cached result, the
     result is built from the event alone.
 
+    The answer is marked ``pushed`` and keeps the time its freshness counts
+    from: a cached pushed answer's, else ``received_at``; so pushes arriving
+    one after another never keep it fresh without the carrier being asked.
+
     Args:
         cached: what the cache holds for the number (None: nothing).
         carrier: the pushing carrier.
         number: the tracking number the event is about.
         event: the parsed event.
-        received_at: epoch seconds; the merged answer is as of then.
+        received_at: epoch seconds the event arrived.
         scheduled_delivery: the carrier's scheduled delivery date, when it sent one.
     """
     base = cached.result if cached is not None else None
@@ -92,7 +119,8 @@ def merge_event(
         delivered_at=delivered_at,
         parse_warnings=list(base.parse_warnings) if base is not None else [],
     )
-    return CachedAnswer(result=result, message=None, fetched_at=received_at)
+    fetched_at = cached.fetched_at if cached is not None and cached.pushed else received_at
+    return CachedAnswer(result=result, message=None, fetched_at=fetched_at, pushed=True)
 
 
 async def apply_event(

@@ -66,6 +66,8 @@ def demo_settings(redis_url: str, sandbox_url: str, keys: DemoKeys, port: int) -
         "api_keys": keys.env(),
         "log_json": False,
         "log_level": os.environ.get("TRACKSVC_LOG_LEVEL", "warning"),
+        # Demo webhook receivers run on this machine: let webhooks reach loopback and LANs.
+        "webhook_allow_private_targets": True,
     }
     for carrier in ("ups", "fedex", "usps"):
         values[f"{carrier}_base_url"] = sandbox_url

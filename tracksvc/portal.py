@@ -22,15 +22,32 @@ Verification rules:
   :class:`PortalNotFound` (same status, byte-identical body) after the same
   Redis work, no sooner than ``portal_failure_floor_s`` after the request
   began, and no carrier is asked before the code is verified;
-- failed verifications are counted per client and per order number in Redis
-  (:class:`FailureLimiter`); past the limit the route answers 429 with
-  ``Retry-After`` until the window expires.
+- failed verifications are counted per order number and, when the real
+  client is known, per client, in Redis (:class:`FailureLimiter`); past the
+  limit the route answers 429 with ``Retry-After`` until the window expires.
+
+Who the client is (:func:`client_address`): behind a portal backend every
+request comes from the backend, so its address is never the client. Only
+with ``portal_client_ip_header`` configured, and only from a peer in
+``trusted_proxies``, is the header read: walked from the right, past
+trusted proxies, the first other address is the client (what the nearest
+trusted proxy saw), never an entry the client wrote further left. Without a
+client, only the per-order limit applies, so failures on other orders never
+lock a customer out of theirs. An IPv6 client counts by its /64.
+
+The per-order limit is strict: a locked order answers 429 even to the right
+postal code. Postal codes are few (about 42,000 US ZIPs), so letting the right
+one through a full counter would let many clients guess one order without
+end; the price is that someone who knows an order number can hold its
+customer off for one window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -67,6 +84,15 @@ ORDER_MATCHES = frozenset({"order_number", "replaced_order"})
 
 #: Compared against when there is nothing on record, so both paths do the same work.
 _NOTHING_ON_RECORD = "\x00no-postal-code\x00"
+
+#: IPv6 clients are counted by this prefix (one subscriber holds a whole /64).
+IPV6_CLIENT_PREFIX = 64
+
+#: Longest client text kept as a counter key (an entry that is not an address).
+MAX_CLIENT_LENGTH = 64
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class _View(BaseModel):
@@ -243,7 +269,7 @@ async def portal_lookup(
     *,
     order_number: str,
     postal_code: str | None,
-    client: str,
+    client: str | None,
     failure_floor_s: float = 0.0,
 ) -> PortalView:
     """
@@ -252,7 +278,8 @@ async def portal_lookup(
     Raises:
         PostalCodeRequired: no postal code, or an absurd one.
         InvalidReference: the order number cannot be a reference at all.
-        TooManyAttempts: this client or this order number failed too often.
+        TooManyAttempts: this client (when known: ``client`` is not None) or this
+            order number failed too often.
         PortalNotFound: no such order, or the postal code does not match (raised no
             sooner than ``failure_floor_s`` after the call began).
     """
@@ -262,7 +289,10 @@ async def portal_lookup(
         raise PostalCodeRequired(f"postal_code must be at most {MAX_POSTAL_CODE_LENGTH} characters")
     started = time.monotonic()
     reference = references.normalize(order_number)
-    subjects = (f"client:{client}", f"order:{reference}")
+    # One counter per order however it is spelled (W-2001001 and w2001001 alike).
+    subjects = [f"order:{references.compact(reference)}"]
+    if client is not None:
+        subjects.append(f"client:{client}")
     wait_s = await limiter.retry_after_s(subjects)
     if wait_s is not None:
         raise TooManyAttempts(wait_s)
@@ -278,13 +308,78 @@ async def portal_lookup(
     return portal_view(await service.resolved_view(reference, resolution))
 
 
-def client_address(request: web.Request, header: str) -> str:
-    """Who is asking: the first address of ``header`` when configured and present, else the peer."""
-    if header:
-        forwarded = request.headers.get(header, "").split(",")[0].strip()
-        if forwarded:
-            return forwarded[:64]
-    return request.remote or "unknown"
+@functools.lru_cache(maxsize=16)
+def trusted_networks(proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """The ``trusted_proxies`` setting as networks (validated by the settings)."""
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _address(text: str) -> IPAddress | None:
+    """An address as forwarded-for entries write it (``[v6]:port``, ``v4:port`` too); None otherwise."""
+    text = text.strip().strip('"')
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]  # IPv4 with a port
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_trusted(ip: IPAddress | None, trusted: Sequence[IPNetwork]) -> bool:
+    return ip is not None and any(ip.version == n.version and ip in n for n in trusted)
+
+
+def _client_key(ip: IPAddress | None, text: str) -> str:
+    """The counter subject of a client: its address, an IPv6 one by its /64."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    if ip is not None:
+        return str(ip)
+    return text.strip()[:MAX_CLIENT_LENGTH].lower()
+
+
+def forwarded_client(entries: Sequence[str], trusted: Sequence[IPNetwork]) -> str | None:
+    """
+    The client in a forwarded-for chain: right to left, the first entry not a trusted proxy.
+
+    Entries to its left were written by the client and are never used. None
+    when every entry is a trusted proxy (or there are none).
+    """
+    for entry in reversed(entries):
+        if not entry.strip():
+            continue
+        ip = _address(entry)
+        if not _is_trusted(ip, trusted):
+            return _client_key(ip, entry)
+    return None
+
+
+def client_address(request: web.Request, header: str, trusted: Sequence[IPNetwork] = ()) -> str | None:
+    """
+    The real client for the per-client limit, or None when it cannot be known.
+
+    Args:
+        request: the portal request.
+        header: ``portal_client_ip_header`` (empty: none configured, so no client: the peer
+            is the portal backend, and keying on it would lock every customer out at once).
+        trusted: ``trusted_proxies``; the header is read only when the peer is one.
+
+    Returns:
+        The client's counter subject; the peer itself when it is not a trusted proxy;
+        None without a header setting, or from a trusted peer that sent no client.
+    """
+    if not header:
+        return None
+    peer = _address(request.remote or "")
+    if not _is_trusted(peer, trusted):
+        return _client_key(peer, request.remote or "unknown")
+    entries = [e for value in request.headers.getall(header, []) for e in value.split(",")]
+    return forwarded_client(entries, trusted)
 
 
 @requires("portal")
@@ -303,7 +398,11 @@ async def portal_order(request: web.Request) -> web.Response:
             limiter,
             order_number=request.match_info["order_number"],
             postal_code=request.query.get("postal_code"),
-            client=client_address(request, settings.portal_client_ip_header),
+            client=client_address(
+                request,
+                settings.portal_client_ip_header,
+                trusted_networks(tuple(settings.trusted_proxies)),
+            ),
             failure_floor_s=settings.portal_failure_floor_s,
         )
     except TooManyAttempts as exc:

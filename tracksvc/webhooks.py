@@ -41,6 +41,16 @@ Keys (all under one hash tag, so the scripts are Redis Cluster safe)::
     tracksvc:{webhooks}:outbox           HASH delivery id -> JSON Delivery (body sent verbatim)
     tracksvc:{webhooks}:due              ZSET delivery id -> next attempt (epoch s; leased while sent)
     tracksvc:{webhooks}:dead             LIST of deliveries given up (newest first, capped)
+    tracksvc:{webhooks}:owner:<hash>     SET of subscription ids of one API key (by its hash, never the key)
+
+Where a callback may point is :mod:`tracksvc.netguard`'s rule, checked when
+subscribing (422 ``callback_refused``) and again on every send: the
+allow-list and the private opt-in of the *sending* process apply, and the
+webhook session resolves names through :class:`~tracksvc.netguard.GuardedResolver`,
+so the connection goes only to checked addresses. A delivery refused there
+is given up at once (logged without the URL's query string). Redirects are
+never followed: a 3xx is a failed attempt. One API key holds at most
+``webhook_max_subscriptions_per_key`` subscriptions.
 """
 
 from __future__ import annotations
@@ -64,9 +74,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redis.exceptions import RedisError
 from yarl import URL
 
+from tracksvc import references
 from tracksvc.cache import CachedAnswer
-from tracksvc.errors import InvalidReference, RegistryUnavailable, RequestError, ValidationFailed
+from tracksvc.errors import (
+    CallbackRefused,
+    InvalidReference,
+    RegistryUnavailable,
+    RequestError,
+    SubscriptionLimitReached,
+)
 from tracksvc.models import Carrier, TrackingStatus
+from tracksvc.netguard import (
+    GuardedResolver,
+    TargetPolicy,
+    TargetRefused,
+    check_target,
+    redacted_url,
+)
+from tracksvc.netguard import host_allowed as host_allowed
 from tracksvc.registry import Registry, Resolution, reference_keys
 from tracksvc.service import TrackService
 from tracksvc.settings import Settings
@@ -102,6 +127,9 @@ SEND_CONCURRENCY = 16
 #: Callback URLs are at most this long.
 MAX_URL_LENGTH = 2048
 
+#: Connections the webhook sender keeps open (across all receivers).
+WEBHOOK_CONNECTIONS = 100
+
 
 def sub_key(sub_id: str) -> str:
     """Key of one subscription."""
@@ -116,6 +144,16 @@ def ref_index_key(reference: str) -> str:
 def state_key(sub_id: str) -> str:
     """Key of the status last notified to one subscription."""
     return f"{KEY_PREFIX}state:{sub_id}"
+
+
+def owner_key(owner: str) -> str:
+    """Key of the subscriptions one API key holds (``owner`` is the key's hash)."""
+    return f"{KEY_PREFIX}owner:{owner}"
+
+
+def owner_of(api_key: str) -> str:
+    """What a subscription records of the API key that made it: a hash, never the key."""
+    return hashlib.sha256(f"tracksvc-webhook-owner:{api_key}".encode()).hexdigest()[:32]
 
 
 # -- pure helpers -------------------------------------------------------------
@@ -144,14 +182,6 @@ def validate_callback_url(value: str) -> str:
     if url.user or url.password:
         raise ValueError("must not carry credentials; the signature authenticates tracksvc")
     return value
-
-
-def host_allowed(callback_url: str, allowed: list[str]) -> bool:
-    """Whether the URL's host is on the allow-list (an empty list allows any host)."""
-    if not allowed:
-        return True
-    host = (URL(callback_url).host or "").lower().rstrip(".")
-    return any(host == a or (a.startswith(".") and host.endswith(a)) for a in allowed)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -283,6 +313,8 @@ class Subscription(BaseModel):
     index_keys: list[str] = Field(default_factory=list)
     #: The signing secret, kept only when it is not derived from ``webhook_secret``.
     secret: str | None = None
+    #: The hash of the API key that subscribed (:func:`owner_of`), for the per-key cap.
+    owner: str | None = None
 
 
 class Delivery(BaseModel):
@@ -309,6 +341,13 @@ redis.call('SET', KEYS[2], ARGV[2])
 if redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[4]) == 1 then
   redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
 end
+return 1
+"""
+
+# Count a new subscription against its API key's cap, atomically: 1 taken, 0 the key is full.
+_RESERVE = """
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -346,6 +385,15 @@ class WebhookStore:
         self.redis = redis
         self._transition = redis.register_script(_TRANSITION)
         self._claim = redis.register_script(_CLAIM)
+        self._reserve = redis.register_script(_RESERVE)
+
+    async def reserve(self, owner: str, sub_id: str, limit: int) -> bool:
+        """Count ``sub_id`` against ``owner``'s cap; False when the owner already holds ``limit``."""
+        return bool(await self._reserve(keys=[owner_key(owner)], args=[sub_id, limit]))
+
+    async def release(self, owner: str, sub_id: str) -> None:
+        """Give back a reservation whose subscription was not made."""
+        await self.redis.srem(owner_key(owner), sub_id)
 
     async def create(self, sub: Subscription, baseline: str, next_sweep: float) -> None:
         """Store a subscription, its index entries, its baseline status and its first sweep."""
@@ -383,6 +431,8 @@ class WebhookStore:
             pipe.delete(state_key(sub_id))
             for key in sub.index_keys:
                 pipe.srem(ref_index_key(key), sub_id)
+            if sub.owner:
+                pipe.srem(owner_key(sub.owner), sub_id)
             await pipe.execute()
         return True
 
@@ -473,7 +523,9 @@ class Notifier:
         self.service = service
         self.registry = registry
         self.master_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        self.allowed_hosts = settings.webhook_allowed_hosts
+        self.policy = TargetPolicy.from_settings(settings)
+        self.max_per_key = settings.webhook_max_subscriptions_per_key
+        self.resolve_timeout_s = settings.webhook_timeout_s
         self.sweep_every_s = settings.refresher_period_s
         self.sweep_batch = settings.refresher_batch_size
         self.on_enqueued = on_enqueued
@@ -491,35 +543,62 @@ class Notifier:
             raise RuntimeError("subscription has no secret and TRACKSVC_WEBHOOK_SECRET is not set")
         return derive_secret(self.master_secret, sub.id)
 
-    async def subscribe(self, request: SubscriptionRequest) -> tuple[Subscription, str, TrackView]:
+    async def subscribe(
+        self, request: SubscriptionRequest, *, owner: str | None = None
+    ) -> tuple[Subscription, str, TrackView]:
         """
         Register a webhook for a reference; its current status is the baseline.
+
+        Checks run cheapest first: the reference's text, the allow-list and a
+        literal address (no DNS), the owner's cap, then the name's resolution.
+
+        Args:
+            request: the validated body.
+            owner: the hash of the subscribing API key (:func:`owner_of`); None: no cap.
 
         Returns:
             The subscription, its signing secret, and the reference's current view.
 
         Raises:
             InvalidReference, ReferenceNotFound: the reference leads nowhere.
-            ValidationFailed: the callback host is not on TRACKSVC_WEBHOOK_ALLOWED_HOSTS.
+            CallbackRefused: the callback is off the allow-list, or its host is (or
+                resolves to) an address webhooks may not reach, or does not resolve.
+            SubscriptionLimitReached: the owner already holds as many as allowed.
         """
-        if not host_allowed(request.callback_url, self.allowed_hosts):
-            raise ValidationFailed(
-                "callback_url's host is not allowed for webhooks",
-                details=[{"field": "callback_url", "message": "host not in TRACKSVC_WEBHOOK_ALLOWED_HOSTS"}],
-            )
-        view = await self.service.track(request.reference)
+        references.normalize(request.reference)  # a reference that cannot be one: 400 before anything
+        try:
+            self.policy.check_url(request.callback_url)
+        except TargetRefused as exc:
+            raise _refused(exc) from exc
         sub_id = f"sub_{secrets.token_hex(12)}"
-        keys = index_forms([view.reference, *(s.tracking_number for s in view.shipments)])
-        sub = Subscription(
-            id=sub_id,
-            reference=view.reference,
-            callback_url=request.callback_url,
-            created_at=self.clock(),
-            index_keys=sorted(keys),
-            secret=None if self.master_secret else f"whsec_{secrets.token_urlsafe(32)}",
-        )
-        baseline = "" if view.status is TrackingStatus.unknown else view.status.value
-        await self.store.create(sub, baseline, next_sweep=time.time() + self.sweep_every_s)
+        if owner is not None and not await self.store.reserve(owner, sub_id, self.max_per_key):
+            raise SubscriptionLimitReached(
+                f"this API key already holds {self.max_per_key} webhook subscriptions "
+                "(TRACKSVC_WEBHOOK_MAX_SUBSCRIPTIONS_PER_KEY); delete one first"
+            )
+        try:
+            try:
+                await check_target(request.callback_url, self.policy, timeout_s=self.resolve_timeout_s)
+            except TargetRefused as exc:
+                raise _refused(exc) from exc
+            view = await self.service.track(request.reference)
+            keys = index_forms([view.reference, *(s.tracking_number for s in view.shipments)])
+            sub = Subscription(
+                id=sub_id,
+                reference=view.reference,
+                callback_url=request.callback_url,
+                created_at=self.clock(),
+                index_keys=sorted(keys),
+                secret=None if self.master_secret else f"whsec_{secrets.token_urlsafe(32)}",
+                owner=owner,
+            )
+            baseline = "" if view.status is TrackingStatus.unknown else view.status.value
+            await self.store.create(sub, baseline, next_sweep=time.time() + self.sweep_every_s)
+        except BaseException:
+            if owner is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(self.store.release(owner, sub_id))
+            raise
         log.info("webhook_subscribed", subscription_id=sub_id, status=baseline or None)
         return sub, self.secret_for(sub), view
 
@@ -649,6 +728,13 @@ class Notifier:
                 self._queue.task_done()
 
 
+def _refused(exc: TargetRefused) -> CallbackRefused:
+    return CallbackRefused(
+        f"callback_url may not be used for webhooks: {exc.reason}",
+        details=[{"field": "callback_url", "message": exc.reason}],
+    )
+
+
 def _carrier_status(answer: CachedAnswer) -> str:
     if answer.result is not None:
         return answer.result.status.value
@@ -656,6 +742,31 @@ def _carrier_status(answer: CachedAnswer) -> str:
 
 
 # -- sending ---------------------------------------------------------------------
+
+
+def webhook_session(settings: Settings) -> aiohttp.ClientSession:
+    """
+    The webhook sender's HTTP session: explicit timeout, and names resolved through the guard.
+
+    Every connection it opens goes to an address :class:`~tracksvc.netguard.GuardedResolver`
+    checked (literal addresses are checked by the sender before the request).
+    """
+    connector = aiohttp.TCPConnector(
+        limit=WEBHOOK_CONNECTIONS, resolver=GuardedResolver(TargetPolicy.from_settings(settings))
+    )
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s), connector=connector
+    )
+
+
+def _target_refusal(exc: BaseException) -> TargetRefused | None:
+    """The guard's refusal behind a client error, if that is what stopped the request."""
+    if isinstance(exc, TargetRefused):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TargetRefused):
+        return exc.os_error
+    cause = exc.__cause__
+    return cause if isinstance(cause, TargetRefused) else None
 
 
 class WebhookSender:
@@ -673,6 +784,8 @@ class WebhookSender:
         self.store = store
         self.session = session
         self.secret_for = secret_for
+        #: Checked before every request (the session's resolver checks names again on connect).
+        self.policy = TargetPolicy.from_settings(settings)
         self.retry_base_s = settings.webhook_retry_base_s
         self.retry_max_s = settings.webhook_retry_max_s
         self.max_age_s = settings.webhook_max_age_s
@@ -742,13 +855,19 @@ class WebhookSender:
         }
         attempt_no = delivery.attempts + 1
         try:
+            self.policy.check_url(delivery.callback_url)
+            # Never follow a redirect: its target was never checked. A 3xx is a failed attempt.
             async with self.session.post(
                 delivery.callback_url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 await response.read()
             error = None if 200 <= status < 300 else f"HTTP {status}"
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, TargetRefused) as exc:
+            refused = _target_refusal(exc)
+            if refused is not None:
+                await self._refuse(delivery, attempt_no, refused)
+                return False
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except asyncio.CancelledError:
             # Shutting down mid-send: hand it back at once rather than when the lease ends.
@@ -770,3 +889,17 @@ class WebhookSender:
         log.info("webhook_retry_scheduled", delivery_id=delivery.id, attempt=attempt_no,
                  error=error, retry_in_s=round(delay, 3))
         return False
+
+    async def _refuse(self, delivery: Delivery, attempt_no: int, refused: TargetRefused) -> None:
+        """The target may not be reached (now): give the delivery up at once, nothing was sent."""
+        error = f"target refused: {refused.reason}"
+        await self.store.bury(
+            delivery.model_copy(update={"attempts": attempt_no, "last_error": error[:300]})
+        )
+        log.warning(
+            "webhook_target_refused",
+            delivery_id=delivery.id,
+            subscription_id=delivery.subscription_id,
+            callback=redacted_url(delivery.callback_url),
+            reason=refused.reason,
+        )

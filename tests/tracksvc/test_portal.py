@@ -163,7 +163,8 @@ async def test_order_without_postal_code_on_record_never_verifies(
 
 async def test_failures_per_client_are_limited(service_with: Any, seeded: Registry) -> None:
     """After the limit, one client gets 429 with Retry-After on any order; other clients do not."""
-    client = await service_with(portal_max_failures=3, portal_client_ip_header="X-Forwarded-For")
+    client = await service_with(portal_max_failures=3, portal_client_ip_header="X-Forwarded-For",
+                                trusted_proxies="127.0.0.1/32,10.0.0.0/8")
     guesser = {**PORTAL, "X-Forwarded-For": "203.0.113.7, 10.0.0.1"}
     for order_number in ("W2001001", "W2001002", "W7654321"):
         status, _, _, _ = await portal(client, order_number, "00000", headers=guesser)
@@ -179,7 +180,8 @@ async def test_failures_per_client_are_limited(service_with: Any, seeded: Regist
 
 async def test_failures_per_order_number_are_limited(service_with: Any, seeded: Registry) -> None:
     """Guesses at one order from many clients lock that order only, not the other orders."""
-    client = await service_with(portal_max_failures=3, portal_client_ip_header="X-Forwarded-For")
+    client = await service_with(portal_max_failures=3, portal_client_ip_header="X-Forwarded-For",
+                                trusted_proxies="127.0.0.1/32")
     for n in range(3):
         headers = {**PORTAL, "X-Forwarded-For": f"203.0.113.{n}"}
         status, _, _, _ = await portal(client, "W2001002", "00000", headers=headers)
@@ -196,7 +198,7 @@ async def test_failure_counters_expire_with_the_window(
     service_with: Any, seeded: Registry, redis_client: aioredis.Redis
 ) -> None:
     """Each counter is a Redis key that expires within the configured window."""
-    client = await service_with(portal_failure_window_s=120)
+    client = await service_with(portal_failure_window_s=120, portal_client_ip_header="X-Forwarded-For")
     await portal(client, "W2001001", "00000")
     keys = sorted(k.decode() for k in await redis_client.keys(f"{failure_key_prefix}*"))
     assert keys == [f"{failure_key_prefix}{{client:127.0.0.1}}", f"{failure_key_prefix}{{order:W2001001}}"]

@@ -21,11 +21,13 @@ from aiohttp import web
 from tests.conftest import AGENT, SAMPLES, Sandbox, load_sample
 from tests.contract import assert_matches, assert_schema
 from tests.tracksvc.registry_helpers import hours_ago, number_of, register, stalled_ids, track_ok
+from tracksvc.app import create_app
 from tracksvc.cache import CachedAnswer
 from tracksvc.carrier_events import merge_event
 from tracksvc.keys import notifier_key, refresher_key, service_key, webhook_sender_key
 from tracksvc.models import Carrier, TrackingEvent, TrackingResult, TrackingStatus
 from tracksvc.redis_server import RedisServer
+from tracksvc.settings import Settings
 from tracksvc.webhooks import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -44,8 +46,15 @@ EVENTS = "/v1/carrier-events/ups"
 SUBS = "/v1/subscriptions"
 SUB = "/v1/subscriptions/{subscription_id}"
 
-#: The UPS client id make_settings gives; UPS sends it as x-api-key.
-UPS_KEY = {"x-api-key": "ups-test-id"}
+#: The UPS webhook key these tests configure (TRACKSVC_UPS_WEBHOOK_KEY); UPS sends it as x-api-key.
+UPS_KEY = {"x-api-key": "ups-webhook-test-key"}
+
+#: What every service in this module runs with: a UPS webhook key, and webhooks allowed to
+#: reach the receivers on 127.0.0.1 (the private-target opt-in).
+PUSH_SETTINGS = {"ups_webhook_key": "ups-webhook-test-key", "webhook_allow_private_targets": True}
+
+#: A callback on loopback that no test expects to be called.
+UNUSED_CALLBACK = "http://127.0.0.1:9/hook"
 
 #: The number of the two UPS Track Alert samples.
 ALERT_NUMBER = "1Z204W4R0308071865"
@@ -99,6 +108,26 @@ class Receiver:
         status = 500 if failing else 204
         self.received.append(Received(dict(request.headers), body, status))
         return web.Response(status=status)
+
+
+@pytest.fixture
+def service_with(
+    sandbox: Sandbox, redis_client: aioredis.Redis, make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+) -> Callable[..., Any]:
+    """The conftest factory, with this module's push settings as defaults."""
+
+    async def build(**overrides: Any) -> Any:
+        settings = make_settings(sandbox.url, **{**PUSH_SETTINGS, **overrides})
+        return await aiohttp_client(create_app(settings))
+
+    return build
+
+
+@pytest.fixture
+async def service(service_with: Callable[..., Any]) -> Any:
+    """The service with this module's push settings."""
+    return await service_with()
 
 
 @pytest.fixture
@@ -197,8 +226,8 @@ async def test_a_pushed_event_joins_the_cached_history(service: Any, sandbox: Sa
 
 async def test_a_pushed_scan_takes_a_registered_label_off_the_stalled_list(service: Any) -> None:
     """The warehouse list changes the moment UPS pushes the first scan."""
-    await register(service, {"shipment_id": "S-PUSH", "carrier": "ups", "tracking_number": ALERT_NUMBER,
-                             "label_created_at": hours_ago(72)})
+    await register(service, {"shipment_id": "S-PUSH", "order_number": "W-PUSH", "carrier": "ups",
+                             "tracking_number": ALERT_NUMBER, "label_created_at": hours_ago(72)})
     assert await stalled_ids(service) == ["S-PUSH"]
     assert (await post_event(service, alert("out_for_delivery")))[0] == 200
     assert await stalled_ids(service) == []
@@ -219,17 +248,18 @@ async def test_ups_events_without_the_credential_are_401(service: Any, headers: 
 
 
 async def test_a_configured_webhook_key_replaces_the_client_id(service_with: Callable[..., Any]) -> None:
-    """TRACKSVC_UPS_WEBHOOK_KEY, when set, is the only key accepted."""
+    """TRACKSVC_UPS_WEBHOOK_KEY, when set, is the only key accepted (the client id is not)."""
     client = await service_with(ups_webhook_key="portal-managed-key")
     assert (await post_event(client, alert("delivery")))[0] == 401
+    assert (await post_event(client, alert("delivery"), headers={"x-api-key": "ups-test-id"}))[0] == 401
     configured = {"x-api-key": "portal-managed-key"}
     assert (await post_event(client, alert("delivery"), headers=configured))[0] == 200
 
 
 async def test_no_ups_credential_configured_refuses_everything(service_with: Callable[..., Any]) -> None:
     """With no client id and no webhook key, even an empty x-api-key is refused."""
-    client = await service_with(ups_client_id="")
-    assert (await post_event(client, alert("delivery"), headers={"x-api-key": ""}))[0] == 401
+    client = await service_with(ups_client_id="", ups_webhook_key=None)
+    assert (await post_event(client, alert("delivery"), headers={"x-api-key": ""}))[0] == 503
 
 
 @pytest.mark.parametrize(
@@ -262,7 +292,7 @@ async def test_with_redis_down_pushes_and_subscriptions_are_503_json(
     try:
         status, answer = await post_event(service, alert("delivery"))
         assert status == 503
-        response = await service.post(SUBS, json={"callback_url": "https://example.com/h",
+        response = await service.post(SUBS, json={"callback_url": UNUSED_CALLBACK,
                                                   "reference": ALERT_NUMBER}, headers=AGENT)
         assert response.status == 503
         assert_matches(SUBS, "post", 503, await response.json())
@@ -446,8 +476,8 @@ async def test_the_clock_alone_changes_a_status_and_the_refresher_sends_it(
         ({"reference": ALERT_NUMBER}, 422),
         ({"callback_url": "https://example.com/hook"}, 422),
         ({"callback_url": "https://example.com/hook", "reference": ALERT_NUMBER, "extra": 1}, 422),
-        ({"callback_url": "https://example.com/hook", "reference": "W1234567"}, 404),
-        ({"callback_url": "https://example.com/hook", "reference": "1Z\u0001X"}, 400),
+        ({"callback_url": UNUSED_CALLBACK, "reference": "W1234567"}, 404),
+        ({"callback_url": UNUSED_CALLBACK, "reference": "1Z\u0001X"}, 400),
     ],
     ids=["ftp", "relative", "space", "too-long", "no-url", "no-reference", "extra-field",
          "unknown-reference", "control-character"],
@@ -483,7 +513,7 @@ async def test_a_master_secret_derives_secrets_and_keeps_them_out_of_redis(
     """With TRACKSVC_WEBHOOK_SECRET, the secret is derived per subscription and never stored."""
     client = await service_with(webhook_secret="master-secret-for-tests")
     await post_event(client, alert("out_for_delivery"))
-    _, sub = await subscribe(client, ALERT_NUMBER, "https://example.com/hook")
+    _, sub = await subscribe(client, ALERT_NUMBER, UNUSED_CALLBACK)
     assert sub["secret"] == derive_secret("master-secret-for-tests", sub["id"])
     stored = orjson.loads(await redis_client.get(sub_key(sub["id"])))
     assert stored["secret"] is None
@@ -495,8 +525,8 @@ async def test_a_random_secret_is_kept_for_signing(
 ) -> None:
     """Without a master secret, each subscription gets its own random secret, stored to sign with."""
     await post_event(service, alert("out_for_delivery"))
-    _, one = await subscribe(service, ALERT_NUMBER, "https://example.com/a")
-    _, two = await subscribe(service, ALERT_NUMBER, "https://example.com/b")
+    _, one = await subscribe(service, ALERT_NUMBER, UNUSED_CALLBACK)
+    _, two = await subscribe(service, ALERT_NUMBER, UNUSED_CALLBACK + "b")
     assert one["secret"] != two["secret"]
     assert len(one["secret"]) > 32
     stored = orjson.loads(await redis_client.get(sub_key(one["id"])))
@@ -570,11 +600,11 @@ def test_callback_hosts_follow_the_allow_list(url: str, allowed: list[str], ok: 
 
 async def test_a_callback_host_off_the_allow_list_is_422(service_with: Callable[..., Any]) -> None:
     """Subscribing a callback on a host not allowed is a 422 naming the field, and nothing is stored."""
-    client = await service_with(webhook_allowed_hosts="hooks.example.com")
+    client = await service_with(webhook_allowed_hosts="localhost")
     status, body = await subscribe(client, "1ZTRKSVC0100000033", "http://127.0.0.1:6379/")
     assert status == 422
     assert body["error"]["details"][0]["field"] == "callback_url"
-    status, _ = await subscribe(client, "1ZTRKSVC0100000033", "https://hooks.example.com/t")
+    status, _ = await subscribe(client, "1ZTRKSVC0100000033", "http://localhost:9/t")
     assert status == 201
 
 

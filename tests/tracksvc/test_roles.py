@@ -24,6 +24,9 @@ PUBLIC_PREFIXES = ("/ui/",)
 #: Routes that authenticate with a carrier's own credential instead of an API key role.
 OWN_CREDENTIAL = {("POST", "/v1/carrier-events/ups")}
 
+#: What those answer when their credential is not configured (as in these tests): 503, not 401.
+UNCONFIGURED = (503, "push_not_configured")
+
 #: The role each known route requires (admin always passes too).
 EXPECTED_ROLES = {
     ("GET", "/v1/track/"): {"agent"},
@@ -102,28 +105,29 @@ async def test_no_key_or_an_unknown_key_is_401_json(
     service: Any, method: str, path: str, roles: frozenset[str] | None
 ) -> None:
     """Without a key, or with a key nobody issued, every guarded route answers 401 JSON."""
+    status, code = UNCONFIGURED if (method, path) in OWN_CREDENTIAL else (401, "unauthorized")
     for headers in ({}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic YWdlbnQ6eA=="}):
         response = await service.request(method, concrete(path), headers=headers)
-        assert response.status == 401, (method, path, headers)
+        assert response.status == status, (method, path, headers)
         if method != "HEAD":
             assert response.content_type == "application/json"
-            _assert_json_error(await response.json(), "unauthorized")
+            _assert_json_error(await response.json(), code)
 
 
 @pytest.mark.parametrize(("method", "path", "roles"), GUARDED, ids=[f"{m} {p}" for m, p, _ in GUARDED])
 async def test_a_key_of_the_wrong_role_is_403_json(
     service: Any, method: str, path: str, roles: frozenset[str] | None
 ) -> None:
-    """A valid key of any role the route does not allow gets 403 JSON (carrier webhooks: 401)."""
+    """A valid key of any role the route does not allow gets 403 JSON (unconfigured carrier webhooks: 503)."""
     wrong = [r for r in ROLES if roles is None or r not in roles]
     assert wrong or roles == frozenset(ROLES)
     for role in wrong:
         headers = {"Authorization": f"Bearer {TEST_KEYS[role]}"}
         response = await service.request(method, concrete(path), headers=headers)
-        expected = 401 if roles is None else 403
+        expected, code = UNCONFIGURED if roles is None else (403, "forbidden")
         assert response.status == expected, (method, path, role)
         if method != "HEAD":
-            _assert_json_error(await response.json(), "unauthorized" if roles is None else "forbidden")
+            _assert_json_error(await response.json(), code)
 
 
 @pytest.mark.parametrize(("method", "path", "roles"), GUARDED, ids=[f"{m} {p}" for m, p, _ in GUARDED])
