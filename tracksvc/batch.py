@@ -4,7 +4,10 @@
 Each reference is answered on its own, in the order given: the agent view,
 or that reference's error. One bad reference never fails the batch; the
 lookups run concurrently (at most ``batch_concurrency`` at once), and a
-reference repeated in the batch is looked up once.
+reference repeated in the batch is looked up once. Each reference gets its
+own Redis budget; one the registry could not be checked for is an item error
+``registry_unavailable``, never ``reference_not_found``. Unregistered numbers
+are looked up within the API key's share of the carrier budgets.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from tracksvc.callers import acting_as, ad_hoc
 from tracksvc.errors import RegistryUnavailable, RequestError
 from tracksvc.handlers import json_response, read_json_object, validate
 from tracksvc.keys import service_key, settings_key
-from tracksvc.middlewares import requires
+from tracksvc.middlewares import presented_key, requires
 from tracksvc.views import TrackView
 
 log = structlog.get_logger("batch")
@@ -60,8 +64,8 @@ async def answer_one(reference: str, track: TrackOne) -> dict[str, Any]:
         view = await track(reference)
     except RequestError as exc:
         return _error(reference, exc.code, exc.message)
-    except RegistryUnavailable:
-        return _error(reference, "registry_unavailable", "the registry (Redis) is not reachable")
+    except RegistryUnavailable as exc:  # it may be registered: never "not found"
+        return _error(reference, "registry_unavailable", str(exc))
     except Exception:  # one reference's failure must never fail the batch
         log.exception("batch_reference_failed", reference=reference)
         return _error(reference, "internal_error", "tracksvc failed to answer this reference")
@@ -100,11 +104,12 @@ async def track_many(items: Sequence[object], track: TrackOne, *, concurrency: i
 async def track_batch(request: web.Request) -> web.Response:
     """``POST /v1/track``: many references, each answered independently."""
     body = validate(BatchRequest, await read_json_object(request))
-    results = await track_many(
-        body.references,
-        request.app[service_key].track,
-        concurrency=request.app[settings_key].batch_concurrency,
-    )
+    with acting_as(ad_hoc(presented_key(request))):  # unregistered numbers: this key's share
+        results = await track_many(
+            body.references,
+            request.app[service_key].track,
+            concurrency=request.app[settings_key].batch_concurrency,
+        )
     return json_response({"results": results})
 
 

@@ -8,7 +8,8 @@ TTL (``hard_ttl_for``) served while one background refresh runs; past that
 the carrier is asked first. Entries are kept longer still (``keep_s``) so that
 a carrier outage can be answered with the last known answer, marked stale.
 A Redis failure is logged and treated as a miss, so a lookup still reaches
-the carrier.
+the carrier; so is a read or write past the request's Redis budget
+(:mod:`tracksvc.redis_budget`).
 
 Each replica may also keep fresh answers in memory for a short while
 (:class:`LocalAnswers`, ``local_ttl_s``), so that a number looked up again
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from tracksvc.models import Carrier, CarrierMessage, TrackingResult, TrackingStatus
+from tracksvc.redis_budget import redis_step
 from tracksvc.settings import Settings
 
 log = structlog.get_logger("cache")
@@ -242,7 +244,8 @@ class TrackingCache:
         if kept is not None:
             return kept
         try:
-            raw = await self.redis.get(track_key(carrier, number))
+            async with redis_step("cache get"):
+                raw = await self.redis.get(track_key(carrier, number))
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=str(exc))
             return None
@@ -264,11 +267,12 @@ class TrackingCache:
     async def set(self, carrier: Carrier, number: str, answer: CachedAnswer) -> bool:
         """Store an answer until its hard limit; False when Redis is down."""
         try:
-            await self.redis.set(
-                track_key(carrier, number),
-                orjson.dumps(answer.model_dump(mode="json")),
-                ex=self.ttl.expire_s(answer),
-            )
+            async with redis_step("cache set"):
+                await self.redis.set(
+                    track_key(carrier, number),
+                    orjson.dumps(answer.model_dump(mode="json")),
+                    ex=self.ttl.expire_s(answer),
+                )
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=str(exc))
             self.local.discard(carrier, number)  # never serve what Redis does not hold

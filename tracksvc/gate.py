@@ -3,7 +3,8 @@ The gate in front of one carrier: every tracking call passes the circuit
 breaker and the budget before it is sent, and its outcome is measured.
 
 A call the breaker or the budget refuses is never sent; the tracker then
-answers from the cache (stale) or with the reason. A 429 the adapter could
+answers from the cache (stale) or with the reason (for a budget: which one,
+and when the next call is allowed). A 429 the adapter could
 not absorb (a long Retry-After, or none at all) blocks the carrier for every
 replica through the shared budget.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import structlog
 
 from carriers.base import CarrierAdapter, TrackAnswer
+from tracksvc.advice import CARRIER_NAMES
 from tracksvc.breaker import BreakerState, CircuitBreaker
 from tracksvc.errors import (
     CarrierError,
@@ -25,9 +28,27 @@ from tracksvc.errors import (
     CarrierUnavailable,
 )
 from tracksvc.metrics import Metrics
-from tracksvc.quota import Budget, Refusal, RefusalReason
+from tracksvc.quota import Budget, Refusal, RefusalReason, Scope
 
 log = structlog.get_logger("gate")
+
+#: Which budget was spent, in words, per bucket scope (:mod:`tracksvc.quota`).
+SPENT_TEXT: Mapping[Scope, str] = {
+    Scope.carrier: "{name} call budget spent ({limit})",
+    Scope.adhoc: (
+        "{name} call budget for unregistered numbers spent ({limit}; "
+        "the rest is kept for registered shipments)"
+    ),
+    Scope.key: "{name} call budget of this API key spent ({limit} for unregistered numbers)",
+}
+
+
+def _utc(epoch_s: float) -> str:
+    """A moment as people read it: the time of day in UTC, with the date when not today."""
+    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
+    if moment.date() == datetime.now(UTC).date():
+        return f"{moment:%H:%M:%S} UTC"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 class CarrierGate:
@@ -131,17 +152,17 @@ class CarrierGate:
         return answer
 
     def _refused(self, refusal: Refusal) -> CarrierRateLimited:
-        budget = self.budget
-        if refusal.reason is RefusalReason.retry_after or budget is None:
+        bucket = refusal.bucket
+        if refusal.reason is RefusalReason.retry_after or bucket is None:
             text = (
                 "not asked: the carrier asked us to wait; "
                 f"the next try is in {refusal.retry_after_s:.0f} s"
             )
         else:
-            text = (
-                f"not asked: over our budget of {budget.limits.describe(refusal.limit)}; "
-                f"the next call is allowed in {refusal.retry_after_s:.1f} s"
+            spent = SPENT_TEXT[bucket.scope].format(
+                name=CARRIER_NAMES[self.carrier], limit=bucket.describe()
             )
+            text = f"not asked: {spent}; next call allowed at {_utc(time.time() + refusal.retry_after_s)}"
         return CarrierRateLimited(
             text, carrier=self.carrier, status=None, retry_after_s=refusal.retry_after_s
         )

@@ -16,10 +16,11 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from tracksvc.errors import RequestError, ValidationFailed
+from tracksvc.callers import acting_as, ad_hoc
+from tracksvc.errors import RegistryUnavailable, RequestError, ValidationFailed
 from tracksvc.importer import MAX_LINE_BYTES, ImportFormat, import_lines
 from tracksvc.keys import registry_key, service_key, settings_key
-from tracksvc.middlewares import requires
+from tracksvc.middlewares import error_response, presented_key, requires
 from tracksvc.records import OrderRecord, ShipmentRecord
 from tracksvc.service import CLAIMS
 
@@ -68,7 +69,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 @requires("agent")
 async def track_reference(request: web.Request) -> web.Response:
-    """``GET /v1/track/{reference}``: the agent view; ``?claim=not_received`` adds what the customer says."""
+    """
+    ``GET /v1/track/{reference}``: the agent view; ``?claim=not_received`` adds what the customer says.
+
+    Unregistered numbers are looked up as ad hoc for this API key (:mod:`tracksvc.callers`);
+    a reference the registry could not be checked for answers 503 with ``Retry-After``.
+    """
     claims = frozenset(c for c in request.query.getall("claim", []) if c)
     unknown = claims - CLAIMS
     if unknown:
@@ -76,8 +82,20 @@ async def track_reference(request: web.Request) -> web.Response:
             f"claim must be one of: {', '.join(sorted(CLAIMS))}",
             details=[{"field": "claim", "message": f"unknown claim {sorted(unknown)[0]!r}"}],
         )
-    view = await request.app[service_key].track(request.match_info.get("reference", ""), claims=claims)
+    service = request.app[service_key]
+    try:
+        with acting_as(ad_hoc(presented_key(request))):  # unregistered numbers: this key's share
+            view = await service.track(request.match_info.get("reference", ""), claims=claims)
+    except RegistryUnavailable as exc:
+        return registry_unavailable(str(exc), service.retry_after_s())
     return json_response(view)
+
+
+def registry_unavailable(message: str, retry_after_s: int) -> web.Response:
+    """503 ``registry_unavailable`` with ``Retry-After``: never "not found" when we could not look."""
+    response = error_response(503, "registry_unavailable", message)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
 
 
 def _same_id(body: dict[str, Any], name: str, value: str) -> dict[str, Any]:

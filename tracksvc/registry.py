@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 from tracksvc import references
 from tracksvc.errors import InvalidReference, RegistryUnavailable, ValidationFailed
 from tracksvc.records import STORED, OrderRecord, ShipmentRecord
+from tracksvc.redis_budget import redis_step
 from tracksvc.redis_bulk import Command, score, send_all
 
 UNSCANNED = "tracksvc:labels:unscanned"
@@ -387,9 +388,22 @@ class Registry:
         """
         What a registered reference leads to: an order and its shipments.
 
+        Every read counts against the request's Redis budget
+        (:mod:`tracksvc.redis_budget`): past it, the registry is unavailable.
+
         Returns:
             None when the reference is not registered.
+
+        Raises:
+            RegistryUnavailable: the registry could not be read (in full) within the budget.
         """
+        try:
+            async with redis_step("registry resolve"):
+                return await self._resolve(raw_reference)
+        except (RedisError, OSError) as exc:  # the budget ran out between two reads
+            raise RegistryUnavailable(f"the registry (Redis) did not answer in time: {exc}") from exc
+
+    async def _resolve(self, raw_reference: str) -> Resolution | None:
         fields = [kind.value for kind in REF_PRECEDENCE]
         keys = reference_keys(raw_reference)
         try:

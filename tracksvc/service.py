@@ -8,16 +8,21 @@ registry's facts, aggregate, and build the agent view. No aiohttp.web here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import structlog
+from redis.exceptions import RedisError
 
 from tracksvc import references
 from tracksvc.advice import CARRIER_NAMES, advice_for, humanize_age
+from tracksvc.callers import REGISTERED, acting_as
 from tracksvc.errors import ReferenceNotFound, RegistryUnavailable
 from tracksvc.models import TrackingEvent, TrackingStatus
 from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.redis_budget import RedisLatch, current_budget, redis_step, request_budget
 from tracksvc.registry import Registry, Resolution
 from tracksvc.settings import Settings
 from tracksvc.status import Classified, Clocks, Limits, aggregate, apply_age_rule, classify
@@ -205,7 +210,17 @@ def matched_field(reference: str, resolution: Resolution) -> str:
 
 
 class TrackService:
-    """Answers ``GET /v1/track/{reference}`` and the order views built on it."""
+    """
+    Answers ``GET /v1/track/{reference}`` and the order views built on it.
+
+    Each lookup (:meth:`track`, or :meth:`resolved_view` called on its own)
+    gets one Redis budget, ``TRACKSVC_REDIS_REQUEST_BUDGET_S`` in all
+    (:mod:`tracksvc.redis_budget`), and the service keeps the process's
+    "Redis is down" latch: with Redis down or hung, a lookup spends at most its
+    budget on Redis and goes on with the carriers. Registered shipments are
+    looked up as :data:`~tracksvc.callers.REGISTERED`, so they may use the
+    share of the carrier budgets kept for them.
+    """
 
     def __init__(
         self,
@@ -223,16 +238,40 @@ class TrackService:
             stalled_after_hours=settings.stalled_after_hours,
         )
         self.clock = clock
+        self.redis_latch = RedisLatch(settings.redis_down_latch_s)
+
+    @contextlib.contextmanager
+    def redis_budget(self) -> Iterator[None]:
+        """One Redis budget for the lookup inside, unless it already runs under one."""
+        if current_budget() is not None:
+            yield
+            return
+        with request_budget(self.settings.redis_request_budget_s, self.redis_latch):
+            yield
+
+    def retry_after_s(self) -> int:
+        """When to try again after the registry could not be read (whole seconds, at least 1)."""
+        return max(1, math.ceil(max(self.redis_latch.held_for_s(), self.settings.redis_down_latch_s)))
 
     async def track(self, raw_reference: str, *, claims: frozenset[str] = frozenset()) -> TrackView:
         """
         The agent view of any reference: registered first, then carrier numbers.
 
+        When the registry cannot be read, a carrier number is still answered
+        by its carrier, flagged ``registry_unavailable``; any other reference
+        may be registered, so it is never answered "not found".
+
         Raises:
             InvalidReference: the input cannot be a reference.
             ReferenceNotFound: not registered and no carrier's format.
+            RegistryUnavailable: the registry could not be read and the reference is
+                no carrier's number (it may be a registered order or shipment).
         """
         reference = references.normalize(raw_reference)
+        with self.redis_budget():
+            return await self._track(reference, claims)
+
+    async def _track(self, reference: str, claims: frozenset[str]) -> TrackView:
         registry_note: str | None = None
         resolution: Resolution | None = None
         if self.registry is not None:
@@ -244,14 +283,16 @@ class TrackService:
         if resolution is not None:
             return await self.resolved_view(reference, resolution, claims=claims)
         candidates = references.candidates(reference)
+        if not candidates and registry_note:
+            raise RegistryUnavailable(
+                f"{reference!r} may be a registered order or shipment, but the registry (Redis) "
+                "cannot be read right now; try again shortly"
+            )
         if not candidates:
-            message = (
+            raise ReferenceNotFound(
                 f"{reference!r} is not a registered order or shipment, and not a valid "
                 "UPS, FedEx or USPS tracking number (format and check digit)."
             )
-            if registry_note:
-                message += f" ({registry_note})"
-            raise ReferenceNotFound(message)
         lookup = await self.tracker.lookup_candidates(candidates)
         now = self.clock()
         shipments = [shipment_view(lookup, now=now, limits=self.limits)]
@@ -264,10 +305,17 @@ class TrackService:
         self, reference: str, resolution: Resolution, *, claims: frozenset[str] = frozenset()
     ) -> TrackView:
         """The view of a registered order (or a lone registered shipment)."""
+        with self.redis_budget():
+            return await self._resolved_view(reference, resolution, claims)
+
+    async def _resolved_view(
+        self, reference: str, resolution: Resolution, claims: frozenset[str]
+    ) -> TrackView:
         records = resolution.shipments
-        lookups = await asyncio.gather(
-            *(self.tracker.lookup(r.carrier, r.tracking_number) for r in records)
-        )
+        with acting_as(REGISTERED):  # registered shipments may use the budget's reserved share
+            lookups = await asyncio.gather(
+                *(self.tracker.lookup(r.carrier, r.tracking_number) for r in records)
+            )
         now = self.clock()
         order = resolution.order
         shipments = []
@@ -307,8 +355,9 @@ class TrackService:
             return
         when = (scanned or self.clock()).timestamp()
         try:
-            await self.registry.mark_scanned(record, when)
-        except RegistryUnavailable as exc:
+            async with redis_step("mark scanned"):
+                await self.registry.mark_scanned(record, when)
+        except (RegistryUnavailable, RedisError, OSError) as exc:  # the next lookup learns it
             log.warning("registry_unavailable", error=str(exc))
 
     def order_view(

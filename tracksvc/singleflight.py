@@ -18,7 +18,9 @@ unrenewed, to see whether the holder died, in which case it asks the carrier
 itself.
 
 Redis failures never fail a lookup: without Redis every replica is its own
-single flight.
+single flight. Each round trip counts against the request's Redis budget
+(:mod:`tracksvc.redis_budget`); waiting for another replica's outcome does
+not, since that is the carrier's time, not Redis's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from tracksvc.models import Carrier
+from tracksvc.redis_budget import redis_step
 
 log = structlog.get_logger("singleflight")
 
@@ -197,7 +200,8 @@ class RedisFlights:
         if peek is not None:
             pipe.get(peek)
         try:
-            replies = await pipe.execute()
+            async with redis_step("flight lock"):
+                replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("flight_lock_unavailable", carrier=carrier.value, error=str(exc))
             return LockOutcome.unavailable, None, None
@@ -217,7 +221,9 @@ class RedisFlights:
             if lock.finished:
                 return
             try:
-                if not await self._renew(keys=[key], args=[lock.token, self._lock_ttl_ms]):
+                async with redis_step("flight lock renewal"):
+                    renewed = await self._renew(keys=[key], args=[lock.token, self._lock_ttl_ms])
+                if not renewed:
                     return  # lost it (expired while Redis was away): nothing left to keep
             except (RedisError, OSError):
                 return
@@ -228,16 +234,17 @@ class RedisFlights:
         if lock.renewer is not None:
             lock.renewer.cancel()
         try:
-            await self._finish(
-                keys=[flight_key(lock.carrier, lock.number, "lock"),
-                      flight_key(lock.carrier, lock.number, "result")],
-                args=[
-                    lock.token,
-                    payload,
-                    max(1, int(self.result_ttl_s * 1000)),
-                    flight_key(lock.carrier, lock.number, "done"),
-                ],
-            )
+            async with redis_step("flight finish"):
+                await self._finish(
+                    keys=[flight_key(lock.carrier, lock.number, "lock"),
+                          flight_key(lock.carrier, lock.number, "result")],
+                    args=[
+                        lock.token,
+                        payload,
+                        max(1, int(self.result_ttl_s * 1000)),
+                        flight_key(lock.carrier, lock.number, "done"),
+                    ],
+                )
         except (RedisError, OSError) as exc:
             # The lock expires by itself; waiters notice and ask the carrier.
             log.warning("flight_finish_unavailable", carrier=lock.carrier.value, error=str(exc))
@@ -254,12 +261,14 @@ class RedisFlights:
         result_key = flight_key(carrier, number, "result")
         pubsub = self.redis.pubsub()
         try:
-            await pubsub.subscribe(flight_key(carrier, number, "done"))
+            async with redis_step("flight subscribe"):
+                await pubsub.subscribe(flight_key(carrier, number, "done"))
             while True:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.pttl(lock_key)
                 pipe.get(result_key)
-                left_ms, stored = await pipe.execute()
+                async with redis_step("flight check"):
+                    left_ms, stored = await pipe.execute()
                 if left_ms == -2:  # no lock: the holder is done (or gone)
                     return Waited(WaitOutcome.released, _as_bytes(stored))
                 # Wake when the lock would expire unless renewed: a holder that died is seen at once.

@@ -15,7 +15,13 @@ What a lookup does (design.md section 4):
 - **batching**: carriers that take several numbers per call (FedEx) get
   concurrent fetches merged into one call (:mod:`tracksvc.batching`).
 - **gate**: every call passes the carrier's circuit breaker and shared
-  budget first (:mod:`tracksvc.gate`); a refused call is never sent.
+  budget first (:mod:`tracksvc.gate`); a refused call is never sent. The
+  budget knows whom the call is for (:mod:`tracksvc.callers`): lookups of
+  unregistered numbers get only their share. A call whose turn comes after
+  the lookup's deadline is refused at once, never waited for.
+- **Redis budget**: every Redis step counts against the request's Redis
+  budget (:mod:`tracksvc.redis_budget`); past it the lookup goes on without
+  Redis (in-process single flight and budgets, no cache).
 - **stale on failure**: when the carrier cannot be asked (down, over budget,
   breaker open), the last known answer is served, marked stale, with the reason.
 
@@ -46,7 +52,7 @@ from tracksvc.errors import CarrierError, CarrierTimeout
 from tracksvc.gate import CarrierGate
 from tracksvc.metrics import Metrics
 from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult
-from tracksvc.quota import Budget, QuotaLimits
+from tracksvc.quota import Budget, QuotaLimits, QuotaShares
 from tracksvc.references import Candidate
 from tracksvc.settings import Settings
 from tracksvc.singleflight import FlightLock, InProcessFlights, LockOutcome, RedisFlights, WaitOutcome
@@ -64,6 +70,10 @@ class Freshness(StrEnum):
 
 #: Outcomes that mean "the carrier answered: it does not know this number".
 UNKNOWN_TO_CARRIER = frozenset({Outcome.not_found, Outcome.invalid_number})
+
+#: Share of a lookup's deadline kept for the carrier call itself: a budget turn later
+#: than the rest is not waited for (the call would have too little time to answer).
+CALL_SHARE_OF_DEADLINE = 0.25
 
 #: Extra time a batched ask waits past its deadline before giving up on its own,
 #: so that the call's own deadline (which counts for the breaker) fires first.
@@ -219,7 +229,12 @@ class Tracker:
             )
             gates[carrier] = CarrierGate(
                 adapter,
-                budget=Budget(redis, carrier, QuotaLimits.from_settings(settings, carrier)),
+                budget=Budget(
+                    redis,
+                    carrier,
+                    QuotaLimits.from_settings(settings, carrier),
+                    QuotaShares.from_settings(settings),
+                ),
                 breaker=breaker,
                 metrics=metrics,
                 rate_limited_block_s=settings.rate_limited_block_s,
@@ -388,12 +403,13 @@ class Tracker:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + self.deadline_s
+        last_turn = deadline - self.deadline_s * CALL_SHARE_OF_DEADLINE
         if background:
             wait_until = now  # a background refresh never waits for budget
         elif cached is not None:
-            wait_until = min(deadline, now + self.quota_max_wait_s)
+            wait_until = min(last_turn, now + self.quota_max_wait_s)
         else:
-            wait_until = deadline
+            wait_until = last_turn
         seen = cached.fetched_at if cached is not None else None
         while True:
             if self.flights is None:
