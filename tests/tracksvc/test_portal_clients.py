@@ -85,13 +85,14 @@ async def test_trusted_proxies_are_skipped_from_the_right(
         portal_max_failures=2, portal_client_ip_header="X-Forwarded-For",
         trusted_proxies="127.0.0.1/32,10.0.0.0/8",
     )
-    for order_number in OTHER_ORDERS[:2]:
-        await portal(client, order_number, "00000", headers=forwarded("203.0.113.5", "10.1.2.3"))
+    for n, order_number in enumerate(OTHER_ORDERS[:2]):
+        headers = forwarded(f"192.0.2.{n}", "203.0.113.5", "10.1.2.3")
+        await portal(client, order_number, "00000", headers=headers)
     locked, _, _, _ = await portal(client, CUSTOMER_ORDER, CUSTOMER_CODE,
-                                   headers=forwarded("203.0.113.5", "10.9.9.9"))
+                                   headers=forwarded("192.0.2.50", "203.0.113.5", "10.9.9.9"))
     assert locked == 429
     fine, _, _, _ = await portal(client, CUSTOMER_ORDER, CUSTOMER_CODE,
-                                 headers=forwarded("203.0.113.6", "10.1.2.3"))
+                                 headers=forwarded("203.0.113.5", "203.0.113.6", "10.1.2.3"))
     assert fine == 200
 
 

@@ -17,7 +17,7 @@ import structlog
 
 from tests.conftest import Sandbox
 from tests.tracksvc.registry_helpers import number_of, track_ok
-from tests.tracksvc.test_push import ALERT_NUMBER, alert, post_event
+from tests.tracksvc.test_push import alert, post_event
 from tracksvc.cache import track_key_prefix
 from tracksvc.keys import tracker_key
 
@@ -52,13 +52,6 @@ async def test_without_a_webhook_key_the_route_is_503_and_stores_nothing(
     assert await cached_numbers(redis_client) == []
 
 
-async def test_the_client_id_is_never_the_key(service_with: Callable[..., Any]) -> None:
-    """With a webhook key set, the UPS client id is refused like any other wrong key."""
-    client = await service_with(ups_webhook_key=WEBHOOK_KEY)
-    assert (await post_event(client, alert("delivery"), headers={"x-api-key": "ups-test-id"}))[0] == 401
-    assert (await post_event(client, alert("delivery"), headers=UPS_KEY))[0] == 200
-
-
 async def test_the_start_says_once_why_push_is_off(service_with: Callable[..., Any]) -> None:
     """Starting without the key logs one warning naming the setting; with it, none."""
     with structlog.testing.capture_logs() as logs:
@@ -90,17 +83,6 @@ async def test_only_ups_numbers_are_taken(
     assert status == 422
     assert body["error"]["details"][0]["field"] == "trackingNumber"
     assert await cached_numbers(redis_client) == []
-
-
-async def test_a_lower_case_ups_number_is_taken_in_its_canonical_form(
-    service_with: Callable[..., Any],
-) -> None:
-    """The number is normalized like any reference: the event lands under the carrier's spelling."""
-    client = await service_with(ups_webhook_key=WEBHOOK_KEY)
-    status, body = await post_event(
-        client, {**alert("delivery"), "trackingNumber": ALERT_NUMBER.lower()}, headers=UPS_KEY
-    )
-    assert (status, body["tracking_number"]) == (200, ALERT_NUMBER)
 
 
 async def test_events_from_the_future_are_refused(

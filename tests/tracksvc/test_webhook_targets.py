@@ -161,25 +161,16 @@ async def test_internal_callbacks_are_refused_when_subscribing(
     assert sum(sandbox.state.calls.values()) == 0
 
 
-@pytest.mark.parametrize(
-    "url", ["http://169.254.169.254/latest/meta-data/", "http://224.0.0.1/h", "http://0.0.0.0:80/h"]
-)
-async def test_the_private_opt_in_never_opens_metadata_multicast_or_unspecified(
-    service_with: Callable[..., Any], url: str
-) -> None:
-    """TRACKSVC_WEBHOOK_ALLOW_PRIVATE_TARGETS lets loopback in, never these."""
-    client = await service_with(webhook_allow_private_targets=True)
-    status, body = await subscribe(client, url)
-    assert (status, body["error"]["code"]) == (422, "callback_refused")
-
-
-async def test_the_private_opt_in_lets_a_loopback_receiver_subscribe(
+async def test_the_private_opt_in_opens_loopback_never_metadata_multicast_or_unspecified(
     service_with: Callable[..., Any], hits: Hits
 ) -> None:
-    """With the opt-in, a receiver on 127.0.0.1 (by address or by localhost) may subscribe."""
+    """The private opt-in lets a 127.0.0.1 receiver in (by address or localhost), never these."""
     client = await service_with(webhook_allow_private_targets=True)
     assert (await subscribe(client, hits.url))[0] == 201
     assert (await subscribe(client, hits.url.replace("127.0.0.1", "localhost")))[0] == 201
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://224.0.0.1/h", "http://0.0.0.0:80/h"):
+        status, body = await subscribe(client, url)
+        assert (status, body["error"]["code"]) == (422, "callback_refused"), url
 
 
 @pytest.mark.parametrize(
@@ -425,9 +416,10 @@ async def test_the_cap_is_counted_by_a_hash_never_the_key(
 async def test_a_refused_subscription_takes_no_place_under_the_cap(
     service_with: Callable[..., Any], redis_client: aioredis.Redis
 ) -> None:
-    """Subscriptions refused for their reference give their reservation back."""
+    """A subscription refused for its reference gives its place back: the one place is free, then full."""
     client = await service_with(webhook_max_subscriptions_per_key=1, webhook_allow_private_targets=True)
     status, _ = await subscribe(client, "http://127.0.0.1:9/a", reference="W1234567")
     assert status == 404
     assert await redis_client.scard(owner_key(owner_of("agent-key"))) == 0
     assert (await subscribe(client, "http://127.0.0.1:9/a"))[0] == 201
+    assert (await subscribe(client, "http://127.0.0.1:9/b"))[0] == 409
