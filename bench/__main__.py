@@ -2,7 +2,8 @@
 Run every benchmark: ``python -m bench`` (or ``python -m bench orders imports`` for some).
 
 Each ``bench/<name>.py`` that defines ``main`` runs as its own process
-(``python -m bench.<name>``, default arguments), one after another, so one
+(``python -m bench.<name>``, default arguments), one after another; the long
+ones (:data:`OPT_IN`: the 10-minute soak) only when named. So one
 benchmark's Redis, sandbox and event loop never share a process with the
 next. Every benchmark prints its figures next to a baseline measured in the
 same run. The exit code is the number of benchmarks that missed their goal
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Benchmarks left out of the default run because they take long; ``python -m bench soak`` runs one.
+OPT_IN = frozenset({"soak"})
 
 
 def benchmarks() -> list[str]:
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     failed = 0
-    for name in names or known:
+    for name in names or [n for n in known if n not in OPT_IN]:
         print(f"== bench.{name}", flush=True)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", f"bench.{name}"], cwd=HERE.parent, check=False)
