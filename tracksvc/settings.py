@@ -180,10 +180,11 @@ class Settings(BaseSettings):
     #: ``quota_per_key_share`` of that. Shares of 0 (unlimited) limit nobody.
     quota_reserved_share: float = Field(default=0.5, ge=0, lt=1)
     quota_per_key_share: float = Field(default=0.25, gt=0, le=1)
-    #: How long one lookup request may wait on Redis in all (registry, cache, single flight,
-    #: budgets); past it the request goes on without Redis (issue 8, item 4).
+    #: How long one lookup request may wait on a Redis that answers nobody, in all (registry,
+    #: cache, single flight, budgets); past it the request goes on without Redis (issue 8,
+    #: item 4). A busy Redis that still answers other lookups is waited for.
     redis_request_budget_s: float = Field(default=1.0, gt=0, le=30)
-    #: Once Redis failed to answer a lookup, lookups in this process skip it for this long.
+    #: Once Redis answered nobody within a lookup's budget, lookups here skip it for this long.
     redis_down_latch_s: float = Field(default=2.0, ge=0, le=60)
     #: How long a 429 without a Retry-After stops every replica from calling that carrier.
     rate_limited_block_s: float = Field(default=10.0, ge=0)
