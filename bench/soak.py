@@ -293,6 +293,12 @@ async def worker(load: Load, index: int, rng: random.Random, tally: Tally, unkno
                 tally.samples[kind, status] = f"{reference}: {body[:200].decode(errors='replace')}"
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time a process has used so far (user and system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_sockets(pid: int) -> int:
     """How many sockets a process holds open (its listening socket and connections)."""
     fds = Path(f"/proc/{pid}/fd")
@@ -368,12 +374,13 @@ async def main_async(args: argparse.Namespace) -> int:
             for i in range(args.connections)
         ]
         await asyncio.wait_for(load.go.wait(), timeout=120)
-        started = load.window[0]
+        started, cpu_before = load.window[0], cpu_s(process.pid)
         sampler = asyncio.create_task(sample_rss(process.pid, started, 5.0, samples, load.stop_at))
         await asyncio.sleep(min(10.0, args.seconds / 2))
         sockets = open_sockets(process.pid)
         await asyncio.gather(*workers)
         elapsed = time.monotonic() - started
+        service_cpu_s = cpu_s(process.pid) - cpu_before
         await sampler
         if process.poll() is not None:
             raise RuntimeError(f"the service exited with {process.returncode} during the soak")
@@ -387,6 +394,8 @@ async def main_async(args: argparse.Namespace) -> int:
     statuses = ", ".join(f"{status}: {n:,}" for status, n in sorted(tally.statuses.items()))
     print(f"  requests            {total:,} ({total / elapsed:,.0f} req/s; the service held {sockets} "
           "sockets open)")
+    print(f"  service CPU         {service_cpu_s:.0f} s in {elapsed:.0f} s "
+          f"({service_cpu_s / elapsed:.0%} of one core)")
     print(f"  answers             {statuses}")
     for kind, counts in tally.by_kind.items():
         latencies = sorted(tally.kind_latencies_s[kind])
