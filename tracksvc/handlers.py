@@ -5,7 +5,6 @@ registry, answer JSON (or CSV where asked).
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 from collections.abc import AsyncIterator
@@ -17,11 +16,12 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from tracksvc.callers import acting_as, ad_hoc
-from tracksvc.errors import RegistryUnavailable, RequestError, ValidationFailed
+from tracksvc.errors import ImportInterrupted, RegistryUnavailable, RequestError, ValidationFailed
 from tracksvc.importer import MAX_LINE_BYTES, ImportFormat, import_lines
 from tracksvc.keys import registry_key, service_key, settings_key
 from tracksvc.middlewares import error_response, presented_key, requires
-from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.records import BUSINESS_TIMEZONE, OrderRecord, ShipmentRecord
+from tracksvc.safe_csv import write_csv
 from tracksvc.service import CLAIMS
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +30,12 @@ STALLED_CSV_COLUMNS = (
     "shipment_id", "order_number", "carrier", "tracking_number", "origin",
     "label_created_at", "hours_since_label",
 )
+
+#: A path parameter that is any one segment.
+ANY_SEGMENT = "[^/]+"
+
+#: Seconds a client waits before sending an interrupted import again.
+IMPORT_RETRY_AFTER_S = 5
 
 
 def json_response(model: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
@@ -50,16 +56,17 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def validate(model: type[M], data: dict[str, Any]) -> M:
-    """Validate ``data`` as ``model`` or raise a 422 listing each field's error."""
+def validate(model: type[M], data: dict[str, Any], context: dict[str, Any] | None = None) -> M:
+    """Validate ``data`` as ``model`` or raise a 422 naming and listing each field's error."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         details = [
             {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
             for err in exc.errors(include_url=False)
         ]
-        raise ValidationFailed("the record did not validate", details=details) from exc
+        fields = ", ".join(dict.fromkeys(d["field"] for d in details))
+        raise ValidationFailed(f"the record did not validate: {fields}", details=details) from exc
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -99,7 +106,8 @@ def registry_unavailable(message: str, retry_after_s: int) -> web.Response:
 
 
 def _same_id(body: dict[str, Any], name: str, value: str) -> dict[str, Any]:
-    if name in body and str(body[name]).strip() != value:
+    # Exactly the path's text: "dup-1\n" in the body is not "dup-1" (the path is validated as the id).
+    if name in body and body[name] != value:
         raise ValidationFailed(
             f"{name} in the body ({body[name]!r}) differs from the one in the path ({value!r})",
             details=[{"field": name, "message": "must match the path"}],
@@ -124,7 +132,8 @@ async def put_order(request: web.Request) -> web.Response:
     """``PUT /v1/orders/{order_number}``: idempotent upsert of one order."""
     order_number = request.match_info["order_number"]
     body = _same_id(await read_json_object(request), "order_number", order_number)
-    record = validate(OrderRecord, body)
+    zone = request.app[settings_key].business_zone
+    record = validate(OrderRecord, body, context={BUSINESS_TIMEZONE: zone})
     registry = request.app[registry_key]
     existing = await registry.get_order(record.order_number)
     stored = await registry.put_order(record, previous=existing)
@@ -166,7 +175,16 @@ async def _body_lines(request: web.Request) -> AsyncIterator[bytes]:
 async def import_shipments(request: web.Request) -> web.Response:
     """``POST /v1/shipments/import``: NDJSON or CSV, streamed; per-row errors with line numbers."""
     fmt = _import_format(request)
-    report = await import_lines(_body_lines(request), fmt, request.app[registry_key])
+    try:
+        report = await import_lines(_body_lines(request), fmt, request.app[registry_key])
+    except ImportInterrupted as exc:
+        response = error_response(
+            503, "registry_unavailable", exc.message,
+            details={"committed_rows": exc.committed_rows, "rejected_rows": exc.rejected_rows,
+                     "resume_from_line": exc.resume_line},
+        )
+        response.headers["Retry-After"] = str(IMPORT_RETRY_AFTER_S)
+        return response
     return json_response(report.as_dict())
 
 
@@ -221,12 +239,9 @@ def stalled_row(record: ShipmentRecord, now: float) -> dict[str, Any]:
 
 
 def stalled_csv(rows: list[dict[str, Any]], next_cursor: str | None) -> web.Response:
-    """The warehouse list as CSV with a header row."""
+    """The warehouse list as CSV with a header row, safe to open in a spreadsheet."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=STALLED_CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in STALLED_CSV_COLUMNS})
+    write_csv(out, STALLED_CSV_COLUMNS, rows)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="stalled-labels-{stamp}.csv"'
@@ -239,8 +254,10 @@ def add_routes(app: web.Application) -> None:
     """Register every route of the service."""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/track/", track_reference)  # empty reference: a clear 400
-    app.router.add_get("/v1/track/{reference}", track_reference)
-    app.router.add_put("/v1/shipments/{shipment_id}", put_shipment)
-    app.router.add_put("/v1/orders/{order_number}", put_order)
+    # Any text but "/" in one segment (aiohttp's default also refuses "{" and "}"), so every
+    # identifier the registry accepts can be written and looked up by URL (%2F for a slash).
+    app.router.add_get(f"/v1/track/{{reference:{ANY_SEGMENT}}}", track_reference)
+    app.router.add_put(f"/v1/shipments/{{shipment_id:{ANY_SEGMENT}}}", put_shipment)
+    app.router.add_put(f"/v1/orders/{{order_number:{ANY_SEGMENT}}}", put_order)
     app.router.add_post("/v1/shipments/import", import_shipments)
     app.router.add_get("/v1/labels/stalled", stalled_labels)

@@ -6,21 +6,91 @@ is :mod:`tracksvc.registry`.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, tzinfo
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from tracksvc import references
 from tracksvc.errors import InvalidReference
 from tracksvc.models import Carrier
 
-#: A reference-like identifier: printable, 1-64 characters.
-Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: Longest identifier (shipment id, order number, alias, internal shipping number, origin):
+#: the longest reference ``GET /v1/track/{reference}`` takes, so every stored one can be found.
+MAX_IDENTIFIER_LENGTH = references.MAX_REFERENCE_LENGTH
+
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+
+#: Validation context key: the zone a plain date is read in (a :class:`datetime.tzinfo`;
+#: UTC when absent), from ``TRACKSVC_BUSINESS_TIMEZONE``.
+BUSINESS_TIMEZONE = "business_timezone"
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context is not None and info.context.get("stored"))
+
+
+def check_identifier(value: str) -> str:
+    """
+    The one identifier rule: what is accepted here, ``GET /v1/track`` finds by the same text.
+
+    Args:
+        value: A shipment id, order number, alias, internal shipping number or origin.
+
+    Returns:
+        The value without surrounding spaces, as it is stored (its lookup key is
+        :func:`tracksvc.references.normalize` of it).
+
+    Raises:
+        ValueError: The value holds a control, format or other invisible character
+            (Unicode category ``C*``: a zero-width space, a bidi override, a BOM, a
+            newline or tab anywhere, NUL), is empty, has no letter or digit, is
+            longer than :data:`MAX_IDENTIFIER_LENGTH` characters, or has no lookup key.
+    """
+    if not value.isprintable():  # C-level scan; only then look for which character it is
+        for char in value:
+            if unicodedata.category(char).startswith("C"):
+                name = unicodedata.name(char, "a control character")
+                raise ValueError(f"contains U+{ord(char):04X} ({name}); control and format characters "
+                                 "are not allowed")
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if _LETTER_OR_DIGIT.search(text) is None:
+        # "." or "-" alone: no URL can carry it (clients resolve "." and ".." segments).
+        raise ValueError("must contain a letter or a digit")
+    if len(text) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(f"is {len(text)} characters long; at most {MAX_IDENTIFIER_LENGTH} are allowed")
+    if not text.isascii():  # printable ASCII with a letter or digit always has its key
+        try:
+            references.normalize(text)  # what a lookup of the same text computes
+        except InvalidReference as exc:
+            raise ValueError(exc.message) from exc
+    return text
+
+
+def _identifier(value: object, info: ValidationInfo) -> object:
+    # Before pydantic strips whitespace: a trailing newline is refused, not trimmed away.
+    if not isinstance(value, str) or _stored(info):
+        return value  # a wrong type is pydantic's error; stored records were checked when written
+    return check_identifier(value)
+
+
+#: A reference-like identifier (:func:`check_identifier`): 1-64 characters, no control or
+#: format characters, found by ``GET /v1/track`` under the same text.
+Ident = Annotated[str, BeforeValidator(_identifier)]
 
 
 class Direction(StrEnum):
@@ -50,13 +120,42 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def end_of_day(day: date, zone: tzinfo) -> datetime:
+    """
+    The last instant of ``day`` in ``zone``, in UTC: what a plain-date deadline means.
+
+    Args:
+        day: The calendar day.
+        zone: The business time zone (``TRACKSVC_BUSINESS_TIMEZONE``).
+    """
+    return datetime.combine(day, time.max, tzinfo=zone).astimezone(UTC)
+
+
+def _plain_date_is_end_of_day(value: object, info: ValidationInfo) -> object:
+    # "2026-11-23" (or a date) means the end of that day in the business zone; a time
+    # keeps its own offset (and a time without one is refused by _aware).
+    day: date | None = None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    elif isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            return value  # pydantic's own error says what is wrong
+    if day is None:
+        return value
+    zone = (info.context or {}).get(BUSINESS_TIMEZONE) or UTC
+    return end_of_day(day, zone)
+
+
 class ShipmentRecord(BaseModel):
     """One label the warehouse printed (``PUT /v1/shipments/{shipment_id}``)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     shipment_id: Ident
-    order_number: Ident | None = None
+    #: Required on the way in: every label, returns included, belongs to an order.
+    order_number: Ident | None = Field(default=None, validate_default=True)
     carrier: Carrier
     tracking_number: Ident
     label_created_at: datetime
@@ -78,6 +177,14 @@ class ShipmentRecord(BaseModel):
     first_scan_at: datetime | None = None
 
     _aware_times = field_validator("label_created_at", "first_scan_at")(_aware)
+
+    @field_validator("order_number")
+    @classmethod
+    def _has_an_order(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Records stored before the rule may have none; they are still read.
+        if value is None and not _stored(info):
+            raise ValueError("is required: every label, returns included, belongs to an order")
+        return value
 
     @field_validator("internal_status")
     @classmethod
@@ -125,4 +232,5 @@ class OrderRecord(BaseModel):
     channel: str | None = Field(default=None, max_length=32)
     cancelled: bool = False
 
+    _end_of_day = field_validator("promised_ship_by", mode="before")(_plain_date_is_end_of_day)
     _aware_times = field_validator("ordered_at", "promised_ship_by")(_aware)

@@ -32,9 +32,10 @@ decides at read time, whatever the order the records were written in.
 from __future__ import annotations
 
 import base64
+import functools
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from tracksvc import references
-from tracksvc.errors import InvalidReference, RegistryUnavailable, ValidationFailed
+from tracksvc.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
 from tracksvc.records import STORED, OrderRecord, ShipmentRecord
 from tracksvc.redis_budget import redis_step
 from tracksvc.redis_bulk import Command, score, send_all
@@ -210,11 +211,22 @@ class _WriteBatch:
         self.index: dict[str, dict[str, float | None]] = {}
         #: Shipment id -> (when due, or None to stop polling; only if not scheduled yet).
         self.due: dict[str, tuple[float | None, bool]] = {}
+        #: Shipment id -> its record as this batch leaves it (rows of one shipment apply in order).
+        self.latest: dict[str, ShipmentRecord] = {}
+        #: Order numbers a shipment of this batch left (they may have none left).
+        self.left_orders: set[str] = set()
 
     def add_shipment(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
-        """Queue one shipment's writes; ``previous`` is the stored record it replaces."""
+        """
+        Queue one shipment's writes; ``previous`` is the stored record it replaces.
+
+        A second row of the same shipment replaces the first one's record, not the
+        stored one: the aliases and order of the earlier row stop leading to it.
+        """
         rows = self.rows
         sid = record.shipment_id
+        previous = self.latest.get(sid, previous)
+        self.latest[sid] = record
         rows.append(("SET", shipment_key(sid), record.model_dump_json()))
         refs = set(_refs_of(record))
         rows.extend(("HSET", ref_key(key), kind.value, sid) for kind, key in refs)
@@ -234,6 +246,7 @@ class _WriteBatch:
                 )
         if previous is not None and previous.order_number and previous.order_number != record.order_number:
             rows.append(("SREM", order_shipments_key(previous.order_number), sid))
+            self.left_orders.add(previous.order_number)
         index = self.index
         if previous is not None and previous.origin and previous.origin != record.origin:
             index.setdefault(unscanned_key(previous.origin), {})[sid] = None
@@ -290,6 +303,137 @@ def _queue_zset(commands: list[Command], key: str, members: dict[str, float | No
         commands.append(("ZREM", key, *removed))
 
 
+#: Kinds whose id is a shipment that holds the reference as one of its own identifiers
+#: (its tracking number is the carrier's, and may be shared, e.g. by a return label).
+SHIPMENT_IDENTIFIER_KINDS: tuple[RefKind, ...] = (RefKind.shipment, RefKind.internal, RefKind.alias)
+#: The reference-hash fields a write reads to find conflicts.
+_CLAIM_KINDS: tuple[RefKind, ...] = (*SHIPMENT_IDENTIFIER_KINDS, RefKind.order)
+_CLAIM_FIELDS: tuple[str, ...] = tuple(kind.value for kind in _CLAIM_KINDS)
+
+
+#: How a conflict names the identifier the other record holds ("" for the record's own id).
+_CONFLICT_ROLES: Mapping[str, str] = {
+    RefKind.shipment.value: "",
+    RefKind.order.value: "",
+    RefKind.internal.value: "the internal shipping number of ",
+    RefKind.alias.value: "an alias of ",
+}
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """
+    An identifier refused because another record holds the same lookup key.
+
+    Attributes:
+        field: The refused record's field (``shipment_id``, ``aliases.1``, ``order_number``).
+        value: Its text.
+        other: The shipment id or order number of the record that holds the key.
+        other_kind: ``shipment`` or ``order``.
+        other_field: Which identifier of that record holds it (a :class:`RefKind` value).
+    """
+
+    field: str
+    value: str
+    other: str
+    other_kind: str
+    other_field: str
+
+    @property
+    def message(self) -> str:
+        """The conflict in words, naming the other record."""
+        role = _CONFLICT_ROLES.get(self.other_field, "")
+        held = f"{role}{self.other_kind} {self.other!r}"
+        return (
+            f"{self.field} {self.value!r} is already {held}: the same lookup key (case, spaces, a "
+            "leading '#' and the separators - . ( ) do not count); use that text or another identifier"
+        )
+
+    def details(self) -> dict[str, str]:
+        """The conflict as data, for the error's ``details`` and import row errors."""
+        return {
+            "field": self.field, "value": self.value, "conflicts_with": self.other,
+            "conflicts_with_kind": self.other_kind, "conflicts_with_field": self.other_field,
+        }
+
+    def error(self) -> IdentifierConflict:
+        """The 409 this conflict answers."""
+        return IdentifierConflict(self.message, details=self.details())
+
+
+@dataclass
+class _Claimant:
+    """Another order a write found holding a key: registered, and its shipments."""
+
+    registered: bool = False
+    members: set[str] = field(default_factory=set)
+
+
+def _identifier_claims(record: ShipmentRecord) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(field, text, lookup keys) of each identifier a shipment holds as its own."""
+    named: list[tuple[str, str | None]] = [
+        ("shipment_id", record.shipment_id),
+        ("internal_shipping_number", record.internal_shipping_number),
+        *((f"aliases.{i}", alias) for i, alias in enumerate(record.aliases)),
+    ]
+    return [(name, text, _safe_reference_keys(text)) for name, text in named if text]
+
+
+def _holding_field(record: ShipmentRecord, key: str) -> str | None:
+    """Which of a shipment's own identifiers has lookup key ``key`` (a RefKind value), if any."""
+    kinds = {"shipment_id": RefKind.shipment, "internal_shipping_number": RefKind.internal}
+    for name, _, keys in _identifier_claims(record):
+        if key in keys:
+            return kinds.get(name, RefKind.alias).value
+    return None
+
+
+def _shipment_conflict(
+    sid: str,
+    claim: list[tuple[str, str, tuple[str, ...]]],
+    owners: dict[str, dict[RefKind, str]],
+    claimed: dict[str, set[str]],
+    latest: dict[str, ShipmentRecord | None],
+) -> Conflict | None:
+    """The first identifier of shipment ``sid`` that another shipment still holds."""
+    for name, text, keys in claim:
+        for key in keys:
+            stored = {o for kind, o in owners.get(key, {}).items() if kind in SHIPMENT_IDENTIFIER_KINDS}
+            for other in sorted(stored | claimed.get(key, set())):
+                record = latest.get(other) if other != sid else None
+                held = None if record is None else _holding_field(record, key)
+                if held is not None:
+                    return Conflict(name, text, other, "shipment", held)
+    return None
+
+
+def _order_conflict(
+    record: ShipmentRecord,
+    owners: dict[str, dict[RefKind, str]],
+    numbered: dict[str, set[str]],
+    orders: dict[str, _Claimant],
+    latest: dict[str, ShipmentRecord | None],
+) -> Conflict | None:
+    """Another live order (registered, or with a shipment besides this one) under the same key."""
+    number = record.order_number
+    if not number:
+        return None
+    for key in _safe_reference_keys(number):
+        stored = owners.get(key, {}).get(RefKind.order)
+        for other in sorted(({stored} if stored else set()) | numbered.get(key, set())):
+            if other == number:
+                continue
+            claimant = orders.get(other, _Claimant())
+            live = [
+                sid for sid in claimant.members
+                if sid != record.shipment_id
+                and (sid not in latest or ((r := latest[sid]) is not None and r.order_number == other))
+            ]
+            if claimant.registered or live:
+                return Conflict("order_number", number, other, "order", RefKind.order.value)
+    return None
+
+
 class Registry:
     """Shipments, orders and references in Redis."""
 
@@ -305,24 +449,195 @@ class Registry:
 
         Returns:
             The record as stored.
+
+        Raises:
+            IdentifierConflict: one of its identifiers (or its order number) has the
+                lookup key of another shipment's (another order's).
+            RegistryUnavailable: Redis failed.
         """
-        existing = await self.get_shipment(record.shipment_id)
-        if existing is not None and existing.first_scan_at and not record.first_scan_at:
-            record = record.model_copy(update={"first_scan_at": existing.first_scan_at})
-        await self.put_shipments([record], previous={record.shipment_id: existing})
-        return record
+        [outcome] = await self.put_shipments_checked([record])
+        if isinstance(outcome, Conflict):
+            raise outcome.error()
+        return outcome
+
+    async def put_shipments_checked(
+        self, records: Sequence[ShipmentRecord]
+    ) -> list[ShipmentRecord | Conflict]:
+        """
+        Write shipments in order, each after the ones before (one import batch, or one PUT).
+
+        A row is refused, and nothing of it written, when one of its identifiers
+        (shipment id, internal shipping number, alias) has the lookup key of another
+        shipment's identifier, or its order number that of another order
+        (:class:`Conflict`). Rows of one shipment apply in order: the last row's
+        aliases and order stay, the earlier rows' stop leading to it. What tracksvc
+        learned (the first scan) is kept. An order number that lost its last
+        shipment and was never registered as an order stops resolving.
+
+        Returns:
+            Per row, the record as stored, or the conflict that refused it.
+
+        Raises:
+            RegistryUnavailable: Redis failed; rows may be partly written (every
+                write is idempotent: writing them again heals them).
+        """
+        claims = [_identifier_claims(record) for record in records]
+        shipment_keys = {key for claim in claims for _, _, keys in claim for key in keys}
+        order_keys = {key for r in records if r.order_number for key in _safe_reference_keys(r.order_number)}
+        keys = sorted(shipment_keys | order_keys)
+        ids = list(dict.fromkeys(r.shipment_id for r in records))
+        replies = await self._write(
+            [("GET", shipment_key(sid)) for sid in ids]
+            + [("HMGET", ref_key(key), *_CLAIM_FIELDS) for key in keys]
+        )
+        latest: dict[str, ShipmentRecord | None] = {
+            sid: None if raw is None else _load(ShipmentRecord, raw)
+            for sid, raw in zip(ids, replies[:len(ids)], strict=True)
+        }
+        owners: dict[str, dict[RefKind, str]] = {
+            key: {kind: _text(v) for kind, v in zip(_CLAIM_KINDS, values, strict=True) if v is not None}
+            for key, values in zip(keys, replies[len(ids):], strict=True)
+        }
+        orders = await self._claimants(records, claims, owners, latest)
+        batch = _WriteBatch()
+        claimed: dict[str, set[str]] = {}  # lookup key -> shipments of this batch holding it
+        numbered: dict[str, set[str]] = {}  # lookup key -> order numbers of this batch under it
+        outcomes: list[ShipmentRecord | Conflict] = []
+        for record, claim in zip(records, claims, strict=True):
+            sid = record.shipment_id
+            conflict = _shipment_conflict(sid, claim, owners, claimed, latest) or _order_conflict(
+                record, owners, numbered, orders, latest
+            )
+            if conflict is not None:
+                outcomes.append(conflict)
+                continue
+            previous = latest.get(sid)
+            if previous is not None and previous.first_scan_at and not record.first_scan_at:
+                record = record.model_copy(update={"first_scan_at": previous.first_scan_at})
+            batch.add_shipment(record, previous)
+            latest[sid] = record
+            for _, _, field_keys in claim:
+                for key in field_keys:
+                    claimed.setdefault(key, set()).add(sid)
+            if record.order_number:
+                orders.setdefault(record.order_number, _Claimant()).members.add(sid)
+                for key in _safe_reference_keys(record.order_number):
+                    numbered.setdefault(key, set()).add(record.order_number)
+            outcomes.append(record)
+        await self._write(batch.commands())
+        await self._forget_orphan_orders(batch.left_orders)
+        return outcomes
 
     async def put_shipments(
         self,
         records: Sequence[ShipmentRecord],
         previous: dict[str, ShipmentRecord | None] | None = None,
     ) -> None:
-        """Write many shipments in one round trip (the import path)."""
+        """
+        Write many shipments in one round trip, unchecked (records tracksvc itself updates).
+
+        Rows of one shipment apply in order. ``previous`` holds the stored records
+        they replace, when the caller has read them.
+        """
         batch = _WriteBatch()
         for record in records:
             batch.add_shipment(record, (previous or {}).get(record.shipment_id))
+        await self._write(batch.commands())
+        await self._forget_orphan_orders(batch.left_orders)
+
+    async def _claimants(
+        self,
+        records: Sequence[ShipmentRecord],
+        claims: list[list[tuple[str, str, tuple[str, ...]]]],
+        owners: dict[str, dict[RefKind, str]],
+        latest: dict[str, ShipmentRecord | None],
+    ) -> dict[str, _Claimant]:
+        """
+        Load the other shipments and orders that hold a key the records want.
+
+        Adds those shipments to ``latest``; returns, for each other order named,
+        whether it is registered and its shipments.
+        """
+        others = sorted({
+            owner
+            for claim in claims
+            for _, _, keys in claim for key in keys
+            for kind, owner in owners.get(key, {}).items()
+            if kind is not RefKind.order and owner not in latest
+        })
+        numbers = sorted({
+            owner
+            for r in records if r.order_number
+            for key in _safe_reference_keys(r.order_number)
+            if (owner := owners.get(key, {}).get(RefKind.order)) is not None and owner != r.order_number
+        })
+        if not others and not numbers:
+            return {}
+        replies = await self._write(
+            [("GET", shipment_key(sid)) for sid in others]
+            + [("EXISTS", order_key(n)) for n in numbers]
+            + [("SMEMBERS", order_shipments_key(n)) for n in numbers]
+        )
+        for sid, raw in zip(others, replies, strict=False):
+            latest[sid] = None if raw is None else _load(ShipmentRecord, raw)
+        registered = replies[len(others):len(others) + len(numbers)]
+        members = replies[len(others) + len(numbers):]
+        return {
+            n: _Claimant(registered=bool(exists), members={_text(m) for m in found})
+            for n, exists, found in zip(numbers, registered, members, strict=True)
+        }
+
+    async def _forget_orphan_orders(self, numbers: set[str]) -> None:
+        """
+        Order numbers that lost their last shipment, and were never registered, stop resolving.
+
+        A shipment written meanwhile under one of them gets its reference back.
+        """
+        if not numbers:
+            return
+        ordered = sorted(numbers)
+        replies = await self._write(
+            [("EXISTS", order_key(n)) for n in ordered]
+            + [("SMEMBERS", order_shipments_key(n)) for n in ordered]
+        )
+        unregistered = {
+            n: sorted(_text(m) for m in found)
+            for n, exists, found in zip(ordered, replies, replies[len(ordered):], strict=False)
+            if not exists
+        }
+        member_ids = sorted({sid for found in unregistered.values() for sid in found})
+        raws = await self._write([("GET", shipment_key(sid)) for sid in member_ids])
+        stored = {sid: None if raw is None else _load(ShipmentRecord, raw)
+                  for sid, raw in zip(member_ids, raws, strict=True)}
+        commands: list[Command] = []
+        orphans: list[str] = []
+        for number, found in unregistered.items():
+            gone = [sid for sid in found if (r := stored.get(sid)) is None or r.order_number != number]
+            if len(gone) < len(found):
+                continue  # a shipment is still in this order
+            orphans.append(number)
+            if gone:
+                commands.append(("SREM", order_shipments_key(number), *gone))
+            commands.extend(
+                ("EVAL", _HDEL_IF_SAME, "1", ref_key(key), RefKind.order.value, number)
+                for key in _safe_reference_keys(number)
+            )
+        if not orphans:
+            return
+        await self._write(commands)
+        again = await self._write(
+            [("EXISTS", order_key(n)) for n in orphans] + [("SCARD", order_shipments_key(n)) for n in orphans]
+        )
+        await self._write([
+            ("HSET", ref_key(key), RefKind.order.value, number)
+            for number, exists, count in zip(orphans, again, again[len(orphans):], strict=False)
+            if exists or count
+            for key in _safe_reference_keys(number)
+        ])
+
+    async def _write(self, commands: Sequence[Command]) -> list[Any]:
         try:
-            await send_all(self.redis, batch.commands())
+            return await send_all(self.redis, commands)
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
 
@@ -336,6 +651,7 @@ class Registry:
                 numbers it no longer replaces stop leading to it.
         """
         number = record.order_number
+        await self._check_order_number(number)
         replaced = {key for earlier in record.replaces for key in _safe_reference_keys(earlier)}
         dropped = set() if previous is None else {
             key for earlier in previous.replaces for key in _safe_reference_keys(earlier)
@@ -353,6 +669,20 @@ class Registry:
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         return record
+
+    async def _check_order_number(self, number: str) -> None:
+        """Refuse an order number with the lookup key of another order (``w-1`` beside ``W-1``)."""
+        keys = _safe_reference_keys(number)
+        held = await self._write([("HGET", ref_key(key), RefKind.order.value) for key in keys])
+        others = sorted({_text(v) for v in held if v is not None} - {number})
+        if not others:
+            return
+        replies = await self._write(
+            [("EXISTS", order_key(n)) for n in others] + [("SCARD", order_shipments_key(n)) for n in others]
+        )
+        for other, exists, count in zip(others, replies, replies[len(others):], strict=False):
+            if exists or count:
+                raise Conflict("order_number", number, other, "order", RefKind.order.value).error()
 
     async def mark_scanned(self, record: ShipmentRecord, scanned_at: float) -> None:
         """A carrier scanned the parcel: it leaves the unscanned-labels index."""
@@ -572,11 +902,12 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _safe_reference_keys(reference: str) -> list[str]:
+@functools.lru_cache(maxsize=16384)  # a write batch asks for the same keys several times
+def _safe_reference_keys(reference: str) -> tuple[str, ...]:
     try:
-        return reference_keys(reference)
+        return tuple(reference_keys(reference))
     except InvalidReference:
-        return []
+        return ()
 
 
 M = TypeVar("M", ShipmentRecord, OrderRecord)

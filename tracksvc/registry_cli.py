@@ -6,14 +6,15 @@ a running service, so a warehouse can load a file or print its list on a
 machine that only reaches Redis.
 
 Exit codes: 0 done; 1 some rows were rejected (import); 2 bad arguments or
-an unreadable file; 3 Redis could not be reached.
+an unreadable file (a CSV header that cannot be read); 3 Redis could not be
+reached (an import cut short says how many rows were committed and the line
+to resume from).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -24,10 +25,11 @@ import orjson
 from tqdm import tqdm
 
 from tracksvc.connections import redis_client
-from tracksvc.errors import RegistryUnavailable, ValidationFailed
+from tracksvc.errors import ImportInterrupted, RegistryUnavailable, ValidationFailed
 from tracksvc.handlers import STALLED_CSV_COLUMNS, stalled_row
 from tracksvc.importer import ImportFormat, ImportReport, import_lines
 from tracksvc.registry import Registry
+from tracksvc.safe_csv import write_csv
 from tracksvc.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -148,6 +150,14 @@ def run_import(args: argparse.Namespace) -> int:
             report = asyncio.run(import_file(handle, fmt, url, show_progress=not args.no_progress))
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_USAGE)
+    except ValidationFailed as exc:
+        return _fail(f"{args.file.name}: {exc.message}", EXIT_USAGE)
+    except ImportInterrupted as exc:
+        return _fail(
+            f"{args.file.name}: {exc.message} (TRACKSVC_REDIS_URL)\n"
+            f"committed_rows={exc.committed_rows} resume_from_line={exc.resume_line}",
+            EXIT_UNREACHABLE,
+        )
     except RegistryUnavailable as exc:
         return _fail(f"{exc} (TRACKSVC_REDIS_URL)", EXIT_UNREACHABLE)
     elapsed_s = time.perf_counter() - started
@@ -213,10 +223,7 @@ def run_stalled(args: argparse.Namespace) -> int:
     except RegistryUnavailable as exc:
         return _fail(f"{exc} (TRACKSVC_REDIS_URL)", EXIT_UNREACHABLE)
     if args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=STALLED_CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in STALLED_CSV_COLUMNS})
+        write_csv(sys.stdout, STALLED_CSV_COLUMNS, rows)
     elif rows:
         sys.stdout.write(table(rows))
     else:

@@ -48,6 +48,7 @@ def shipment(shipment_id: str, scenario: str, **fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     body.setdefault("shipment_id", shipment_id)
+    body.setdefault("order_number", f"ORD-{shipment_id}")  # every label belongs to an order
     return body
 
 

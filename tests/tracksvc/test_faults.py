@@ -153,7 +153,8 @@ async def test_redis_killed_and_restarted_under_load(
     """
     put = await service.put(
         "/v1/shipments/shp-fault-1",
-        json={"carrier": "ups", "tracking_number": UPS_IN_TRANSIT, "label_created_at": LABEL_AT},
+        json={"carrier": "ups", "tracking_number": UPS_IN_TRANSIT, "label_created_at": LABEL_AT,
+              "order_number": "W-FAULT-1"},
         headers=INGEST,
     )
     assert put.status == 201
@@ -181,7 +182,8 @@ async def test_redis_killed_and_restarted_under_load(
         assert body["redis"] == "unreachable"
         refused = await service.put(
             "/v1/shipments/shp-fault-2",
-            json={"carrier": "ups", "tracking_number": UPS_DELIVERED, "label_created_at": LABEL_AT},
+            json={"carrier": "ups", "tracking_number": UPS_DELIVERED, "label_created_at": LABEL_AT,
+                  "order_number": "W-FAULT-2"},
             headers=INGEST,
         )
         assert refused.status == 503

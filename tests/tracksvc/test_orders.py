@@ -61,10 +61,9 @@ async def test_dashes_case_and_spaces_do_not_matter(service: Any, pasted: str) -
 
 
 # Each row: the kinds one reference "X-1" is registered as, and the kind that must win.
+# (Two shipments never share an identifier: that is a 409, see test_identifiers.py.)
 PRECEDENCE_CASES = [
     (["order", "shipment_id"], "order_number"),
-    (["shipment_id", "internal"], "shipment_id"),
-    (["internal", "alias"], "internal_shipping_number"),
     (["alias", "order"], "order_number"),
     (["replaced", "order"], "replaced_order"),
 ]
@@ -136,11 +135,11 @@ async def test_an_order_registered_before_any_label_is_visible(service: Any) -> 
     assert body["flags"] == []
 
 
-async def test_a_lone_shipment_without_an_order_number_is_found(service: Any) -> None:
-    """A registered shipment with no order answers as itself."""
-    await register(service, shipment("shp-lone", "fedex-delivered"))
+async def test_a_lone_shipment_is_found_by_its_id_with_its_order(service: Any) -> None:
+    """A registered shipment answers by its id, with the order it belongs to."""
+    await register(service, shipment("shp-lone", "fedex-delivered", order_number="W-LONE"))
     body = await track_ok(service, "shp-lone")
-    assert body["order_number"] is None
+    assert body["order_number"] == "W-LONE"
     assert body["matched"] == "shipment_id"
     assert body["status"] == "delivered"
 

@@ -25,7 +25,7 @@ def record(sid: str = "blk-1", **fields: Any) -> ShipmentRecord:
     """A valid UPS shipment record."""
     data: dict[str, Any] = {
         "shipment_id": sid, "carrier": "ups", "tracking_number": ups_number(700_000),
-        "label_created_at": "2026-11-01T08:00:00Z",
+        "label_created_at": "2026-11-01T08:00:00Z", "order_number": "W-BLK0",
     }
     data.update(fields)
     return ShipmentRecord.model_validate(data)

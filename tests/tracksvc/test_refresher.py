@@ -255,6 +255,7 @@ def record(label_hours_ago: float, carrier: Carrier = Carrier.ups, **extra: Any)
     return ShipmentRecord.model_validate(
         {
             "shipment_id": "S",
+            "order_number": "W-S",
             "carrier": carrier,
             "tracking_number": number_of(f"{carrier.value}-label-2h"),
             "label_created_at": NOW - timedelta(hours=label_hours_ago),

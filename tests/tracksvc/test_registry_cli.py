@@ -98,9 +98,10 @@ async def test_import_csv_by_extension_and_json_report(
     path = tmp_path / "labels.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["shipment_id", "carrier", "tracking_number", "label_created_at", "aliases"])
-        writer.writerow(["cli-c1", "ups", ups_number(310_001), hours_ago(60), "RMA-C1|RMA-C2"])
-        writer.writerow(["cli-c2", "ups", ups_number(310_002), "not a time", ""])
+        writer.writerow(["shipment_id", "order_number", "carrier", "tracking_number", "label_created_at",
+                         "aliases"])
+        writer.writerow(["cli-c1", "W-C1", "ups", ups_number(310_001), hours_ago(60), "RMA-C1|RMA-C2"])
+        writer.writerow(["cli-c2", "W-C2", "ups", ups_number(310_002), "not a time", ""])
     code, out, _ = await tracksvc(redis_server.url, "import", "--json", "--no-progress", str(path))
     assert code == 1
     report = orjson.loads(out)
