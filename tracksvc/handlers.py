@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +27,8 @@ from tracksvc.service import CLAIMS
 
 M = TypeVar("M", bound=BaseModel)
 
+log = structlog.get_logger("http")
+
 STALLED_CSV_COLUMNS = (
     "shipment_id", "order_number", "carrier", "tracking_number", "origin",
     "label_created_at", "hours_since_label",
@@ -34,7 +37,7 @@ STALLED_CSV_COLUMNS = (
 #: A path parameter that is any one segment.
 ANY_SEGMENT = "[^/]+"
 
-#: Seconds a client waits before sending an interrupted import again.
+#: Seconds a client waits before sending an interrupted write (PUT or import) again.
 IMPORT_RETRY_AFTER_S = 5
 
 
@@ -123,7 +126,10 @@ async def put_shipment(request: web.Request) -> web.Response:
     record = validate(ShipmentRecord, body)
     registry = request.app[registry_key]
     existed = await registry.get_shipment(record.shipment_id) is not None
-    stored = await registry.put_shipment(record)
+    try:
+        stored = await registry.put_shipment(record)
+    except RegistryUnavailable as exc:
+        return write_interrupted("shipment", exc)
     return json_response(stored, status=200 if existed else 201)
 
 
@@ -136,9 +142,29 @@ async def put_order(request: web.Request) -> web.Response:
     record = validate(OrderRecord, body, context={BUSINESS_TIMEZONE: zone})
     registry = request.app[registry_key]
     existing = await registry.get_order(record.order_number)
-    stored = await registry.put_order(record, previous=existing)
+    try:
+        stored = await registry.put_order(record, previous=existing)
+    except RegistryUnavailable as exc:
+        return write_interrupted("order", exc)
     existed = existing is not None
     return json_response(stored, status=200 if existed else 201)
+
+
+def write_interrupted(what: str, exc: RegistryUnavailable) -> web.Response:
+    """
+    503 ``registry_unavailable`` for a PUT whose write Redis cut short, with ``Retry-After``.
+
+    The write may be partly done (never "nothing was written"); the same PUT again
+    completes it, since every write is idempotent.
+    """
+    log.warning("registry_write_interrupted", record=what, error=str(exc))
+    response = error_response(
+        503, "registry_unavailable",
+        f"the registry (Redis) failed while writing the {what}; it may be partly written: "
+        "send the same PUT again (it is idempotent)",
+    )
+    response.headers["Retry-After"] = str(IMPORT_RETRY_AFTER_S)
+    return response
 
 
 def _import_format(request: web.Request) -> ImportFormat:

@@ -309,3 +309,34 @@ def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
     assert f"{committed} rows before line {committed + 1} were committed" in text
     assert all(look.exists(shipment_key(f"ord-{i}")) for i in range(committed))
     look.close()
+
+
+async def test_a_put_cut_short_by_redis_never_says_nothing_was_written(
+    sandbox: Sandbox,
+    stallable_redis: RedisServer,
+    make_settings: Callable[..., Settings],
+    aiohttp_client: Any,
+) -> None:
+    """Redis refusing writes (out of memory) after the read: 503, Retry-After, "send the same PUT again"."""
+    client = await aiohttp_client(create_app(make_settings(sandbox.url, redis_url=stallable_redis.url)))
+    admin = aioredis.Redis.from_url(stallable_redis.url)
+    body = shipment("shp-oom", "ups-in-transit", order_number="W-OOM")
+    assert (await put_shipment(client, body))[0] == 201
+    await admin.config_set("maxmemory", "1")  # reads still answer; every write is refused
+    try:
+        answers = [
+            await put_shipment(client, {**body, "aliases": ["RMA-OOM"]}),
+            await put_order(client, {"order_number": "W-OOM"}),
+        ]
+        response = await client.put("/v1/orders/W-OOM", json={}, headers=INGEST)
+        assert (response.status, response.headers["Retry-After"]) == (503, "5")
+    finally:
+        await admin.config_set("maxmemory", "0")
+    for status, answer in answers:
+        assert status == 503, answer
+        assert answer["error"]["code"] == "registry_unavailable"
+        assert "nothing was written" not in answer["error"]["message"]
+        assert "send the same PUT again" in answer["error"]["message"]
+    assert (await put_shipment(client, {**body, "aliases": ["RMA-OOM"]}))[0] == 200
+    assert await shipment_ids(client, "RMA-OOM") == ["shp-oom"]
+    await admin.aclose()
