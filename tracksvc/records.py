@@ -117,7 +117,10 @@ def _aware(value: datetime | None) -> datetime | None:
         return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a time zone offset, e.g. 2026-11-03T14:05:00Z or ...-06:00")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:59:59-14:00 is in year 10000 in UTC
+        raise ValueError("is out of range once converted to UTC") from exc
 
 
 def end_of_day(day: date, zone: tzinfo) -> datetime:
@@ -145,7 +148,10 @@ def _plain_date_is_end_of_day(value: object, info: ValidationInfo) -> object:
     if day is None:
         return value
     zone = (info.context or {}).get(BUSINESS_TIMEZONE) or UTC
-    return end_of_day(day, zone)
+    try:
+        return end_of_day(day, zone)
+    except OverflowError as exc:
+        raise ValueError("is out of range once converted to UTC") from exc
 
 
 class ShipmentRecord(BaseModel):

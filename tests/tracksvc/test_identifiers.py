@@ -284,6 +284,16 @@ async def test_a_plain_ship_by_date_defaults_to_utc_and_drives_ship_by_missed(se
     assert "ship_by_missed" not in (await track_ok(service, "W-SOON"))["flags"]
 
 
+async def test_times_past_year_9999_in_utc_are_a_422_not_a_500(service_with: Any) -> None:
+    """A time or plain date that lands past 9999-12-31 in UTC is a 422 naming the field."""
+    client = await service_with(business_timezone="America/Chicago")
+    body = shipment("shp-far", "fedex-in-transit", label_created_at="9999-12-31T23:59:59-14:00")
+    status, answer = await put_shipment(client, body)
+    assert (status, _fields(answer)) == (422, ["label_created_at"])
+    status, answer = await put_order(client, {"order_number": "W-FAR", "promised_ship_by": "9999-12-31"})
+    assert (status, _fields(answer)) == (422, ["promised_ship_by"])
+
+
 def test_the_business_zone_must_be_an_iana_name() -> None:
     """TRACKSVC_BUSINESS_TIMEZONE is validated: an unknown name is refused at start."""
     assert Settings(business_timezone="America/Chicago").business_zone == ZoneInfo("America/Chicago")
