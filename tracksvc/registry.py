@@ -27,6 +27,13 @@ A reference may name several things at once (an order number that is also
 another shipment's alias). Each kind is its own field of the reference's
 hash, so no write overwrites another kind, and :data:`REF_PRECEDENCE`
 decides at read time, whatever the order the records were written in.
+Within one kind there is one owner: a shipment whose id, internal number or
+alias has a lookup key (as normalized, or compact) another shipment holds,
+or an order number with another order's key, is refused
+(:class:`Conflict`, 409 ``identifier_conflict``), checked before the write
+(two writers racing for one key in the same instant are not serialized).
+A shipment that leaves an order leaves its set; an order number left with
+no shipment and never registered as an order loses its reference.
 """
 
 from __future__ import annotations
