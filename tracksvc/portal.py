@@ -416,4 +416,5 @@ async def portal_order(request: web.Request) -> web.Response:
 
 def add_portal_routes(app: web.Application) -> None:
     """Register the customer portal route."""
-    app.router.add_get("/v1/portal/orders/{order_number}", portal_order)
+    # any one path segment, as the registry routes take it: an order number with braces is found too
+    app.router.add_get("/v1/portal/orders/{order_number:[^/]+}", portal_order)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, tzinfo
 
 import structlog
 from redis.exceptions import RedisError
@@ -21,10 +21,10 @@ from tracksvc.advice import CARRIER_NAMES, advice_for, humanize_age
 from tracksvc.callers import REGISTERED, acting_as
 from tracksvc.errors import ReferenceNotFound, RegistryUnavailable
 from tracksvc.models import TrackingEvent, TrackingStatus
-from tracksvc.records import OrderRecord, ShipmentRecord
+from tracksvc.records import OrderRecord, ShipmentRecord, end_of_day
 from tracksvc.redis_budget import RedisLatch, current_budget, redis_step, request_budget
 from tracksvc.registry import Registry, Resolution
-from tracksvc.settings import Settings
+from tracksvc.settings import Settings, zone_named
 from tracksvc.status import Classified, Clocks, Limits, aggregate, apply_age_rule, classify
 from tracksvc.summary import summarize
 from tracksvc.tracker import Freshness, Lookup, Tracker
@@ -171,10 +171,9 @@ def _shipment_flags(
     return flags
 
 
-def _end_of_day(value: date | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1)
+def promise_deadline(value: date | None, zone: tzinfo) -> datetime | None:
+    """The end of a promised day in the business time zone (None when nothing was promised)."""
+    return None if value is None else end_of_day(value, zone)
 
 
 def order_flags(shipments: list[ShipmentView]) -> list[str]:
@@ -238,6 +237,7 @@ class TrackService:
             stalled_after_hours=settings.stalled_after_hours,
         )
         self.clock = clock
+        self.zone = zone_named(settings.business_timezone)
         self.redis_latch = RedisLatch(settings.redis_down_latch_s)
 
     @contextlib.contextmanager
@@ -320,8 +320,9 @@ class TrackService:
         order = resolution.order
         shipments = []
         for record, lookup in zip(records, lookups, strict=True):
-            promised = _end_of_day(
-                record.promised_delivery_date or (order.promised_delivery_date if order else None)
+            promised = promise_deadline(
+                record.promised_delivery_date or (order.promised_delivery_date if order else None),
+                self.zone,
             )
             view = shipment_view(lookup, now=now, limits=self.limits, record=record, promised=promised)
             shipments.append(view)
@@ -331,7 +332,7 @@ class TrackService:
             extra.append("replaced_order")
         if not records and order is not None and order.promised_ship_by and now > order.promised_ship_by:
             extra.append("ship_by_missed")
-        order_promise = _end_of_day(order.promised_delivery_date if order else None)
+        order_promise = promise_deadline(order.promised_delivery_date if order else None, self.zone)
         if not records and order_promise is not None and now > order_promise:
             extra.append("promise_missed")  # not even shipped, and the delivery date has passed
         return self.order_view(
