@@ -290,7 +290,9 @@ class Tracker:
             counted.labels(carrier.value, "miss").inc()
         else:
             state = self.cache.ttl.state(cached)
-            if state is CacheState.fresh:
+            # The refresher confirms a pushed answer with the carrier before it believes it
+            # (a pushed 'delivered' must not stop the polling): the carrier's answer wins.
+            if state is CacheState.fresh and not (cached.pushed and not revalidate_in_background):
                 counted.labels(carrier.value, "hit").inc()
                 return self._from_cache(carrier, number, cached)
             if state is CacheState.revalidate and revalidate_in_background:

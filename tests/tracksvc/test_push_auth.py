@@ -20,6 +20,7 @@ from tests.tracksvc.registry_helpers import number_of, track_ok
 from tests.tracksvc.test_push import alert, post_event
 from tracksvc.cache import track_key_prefix
 from tracksvc.keys import tracker_key
+from tracksvc.models import Carrier
 
 WEBHOOK_KEY = "ups-webhook-secret-for-tests"
 UPS_KEY = {"x-api-key": WEBHOOK_KEY}
@@ -171,3 +172,19 @@ async def test_pushes_one_after_another_never_keep_a_number_from_the_carrier(
     await client.server.app[tracker_key].settle()
     assert sandbox.state.calls["ups:track"] == 1
     assert (await track_ok(client, number))["status"] == "in_transit"
+
+
+async def test_the_refresher_asks_the_carrier_about_a_pushed_answer(
+    service_with: Callable[..., Any], sandbox: Sandbox
+) -> None:
+    """A refresh never takes a pushed 'delivered' on trust: it asks UPS at once, and UPS's answer stands."""
+    client = await service_with(ups_webhook_key=WEBHOOK_KEY)
+    number = number_of("ups-in-transit")
+    pushed = dated(alert("delivery"), datetime.now(UTC), number)
+    status, body = await post_event(client, pushed, headers=UPS_KEY)
+    assert (status, body["status"]) == (200, "delivered")
+    tracker = client.server.app[tracker_key]
+    refreshed = await tracker.refresh(Carrier.ups, number)
+    assert sandbox.state.calls["ups:track"] == 1
+    assert refreshed.result is not None
+    assert refreshed.result.status.value == "in_transit"
