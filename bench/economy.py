@@ -7,7 +7,7 @@ Run from the repository root::
     python -m bench.economy --seconds 3 --connections 64
 
 Everything runs on loopback, in separate processes so the figures are fair
-on a small machine: a private ``redis-server`` (tracksvc.redis_server), the
+on a small machine: a private ``redis-server`` (tracksvc.dev.redis_server), the
 carrier sandbox (``python -m tracksvc sandbox``), two replicas of the real
 service (``create_app``, sharing that Redis), a bare aiohttp JSON endpoint
 (the baseline), and this process as the load generator (a minimal
@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:  # ``python bench/economy.py``
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from tracksvc.redis_server import RedisServer, free_port  # noqa: E402
+from tracksvc.dev.redis_server import RedisServer, free_port  # noqa: E402
 
 AGENT_KEY = "bench-agent-key"
 SANDBOX_LATENCY_MS = 100.0
@@ -71,8 +71,8 @@ SANDBOX_LATENCY_MS = 100.0
 def serve_service(port: int, redis_url: str, sandbox_url: str, overrides: dict[str, Any]) -> None:
     """Child process: the real service (create_app) on loopback."""
     from tracksvc.app import create_app
-    from tracksvc.logging import configure_logging
-    from tracksvc.settings import Settings
+    from tracksvc.core.logs import configure_logging
+    from tracksvc.core.settings import Settings
 
     values: dict[str, Any] = {
         "redis_url": redis_url,

@@ -45,9 +45,9 @@ import orjson  # noqa: E402
 
 from bench.registry_common import INGEST_KEY, Stopwatch, stack  # noqa: E402
 from carriers.sandbox.scenarios import ups_number  # noqa: E402
-from tracksvc.connections import redis_client  # noqa: E402
-from tracksvc.importer import ImportFormat, import_lines  # noqa: E402
-from tracksvc.registry import Registry, shipment_key  # noqa: E402
+from tracksvc.core.redis import redis_client  # noqa: E402
+from tracksvc.registry.importer import ImportFormat, import_lines  # noqa: E402
+from tracksvc.registry.store import Registry, shipment_key  # noqa: E402
 
 
 def write_rows(path: Path, rows: int) -> list[tuple[str, bytes]]:

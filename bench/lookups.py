@@ -52,7 +52,7 @@ import aiohttp  # noqa: E402
 
 from bench.economy import AGENT_KEY, _spawn, load  # noqa: E402
 from carriers.sandbox.scenarios import ups_number  # noqa: E402
-from tracksvc.redis_server import RedisServer, free_port  # noqa: E402
+from tracksvc.dev.redis_server import RedisServer, free_port  # noqa: E402
 
 SANDBOX_LATENCY_MS = 50.0
 HEADERS = {"Authorization": f"Bearer {AGENT_KEY}"}

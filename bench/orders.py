@@ -41,7 +41,7 @@ import aiohttp  # noqa: E402
 
 from bench.registry_common import AGENT_KEY, INGEST_KEY, Stack, median_ms, p90_ms, stack  # noqa: E402
 from carriers.sandbox.scenarios import by_name  # noqa: E402
-from tracksvc.connections import redis_client  # noqa: E402
+from tracksvc.core.redis import redis_client  # noqa: E402
 
 GOAL_RATIO = 1.25
 SCENARIOS = by_name()

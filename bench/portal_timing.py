@@ -36,13 +36,13 @@ from aiohttp import web  # noqa: E402
 
 from carriers.sandbox.app import create_sandbox_app  # noqa: E402
 from tracksvc.app import create_app  # noqa: E402
-from tracksvc.connections import redis_client  # noqa: E402
-from tracksvc.demo import start_site  # noqa: E402
-from tracksvc.logging import configure_logging  # noqa: E402
-from tracksvc.redis_server import RedisServer  # noqa: E402
-from tracksvc.registry import Registry  # noqa: E402
-from tracksvc.seed import seed  # noqa: E402
-from tracksvc.settings import Settings  # noqa: E402
+from tracksvc.core.logs import configure_logging  # noqa: E402
+from tracksvc.core.redis import redis_client  # noqa: E402
+from tracksvc.core.settings import Settings  # noqa: E402
+from tracksvc.dev.demo import start_site  # noqa: E402
+from tracksvc.dev.redis_server import RedisServer  # noqa: E402
+from tracksvc.dev.seed import seed  # noqa: E402
+from tracksvc.registry.store import Registry  # noqa: E402
 
 PORTAL_KEY = "bench-portal-key"
 

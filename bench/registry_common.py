@@ -22,10 +22,10 @@ from aiohttp import web  # noqa: E402
 from carriers.sandbox.app import create_sandbox_app  # noqa: E402
 from carriers.sandbox.state import SandboxState  # noqa: E402
 from tracksvc.app import create_app  # noqa: E402
-from tracksvc.demo import start_site  # noqa: E402
-from tracksvc.logging import configure_logging  # noqa: E402
-from tracksvc.redis_server import RedisServer  # noqa: E402
-from tracksvc.settings import Settings  # noqa: E402
+from tracksvc.core.logs import configure_logging  # noqa: E402
+from tracksvc.core.settings import Settings  # noqa: E402
+from tracksvc.dev.demo import start_site  # noqa: E402
+from tracksvc.dev.redis_server import RedisServer  # noqa: E402
 
 AGENT_KEY = "bench-agent-key"
 INGEST_KEY = "bench-ingest-key"

@@ -8,7 +8,7 @@ and is left out of ``python -m bench`` unless named)::
     python -m bench.soak --seconds 90     # a short check
 
 Everything runs on loopback and stops by itself: a private ``redis-server``
-(tracksvc.redis_server), the carrier sandbox (``python -m tracksvc sandbox``)
+(tracksvc.dev.redis_server), the carrier sandbox (``python -m tracksvc sandbox``)
 and the service (``python -m tracksvc serve``, configured through
 ``TRACKSVC_*`` like a deployment, refresher and webhook sender running) as
 separate processes, so the service's resident memory is its own
@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:  # ``python bench/soak.py``
 import aiohttp  # noqa: E402
 
 from carriers.sandbox.scenarios import fedex_number, ups_number  # noqa: E402
-from tracksvc.redis_server import RedisServer, free_port  # noqa: E402
+from tracksvc.dev.redis_server import RedisServer, free_port  # noqa: E402
 
 AGENT_KEY = "soak-agent-key"
 INGEST_KEY = "soak-ingest-key"

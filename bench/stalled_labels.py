@@ -7,7 +7,7 @@ Run from the repository root::
     python -m bench.stalled_labels --shipments 1000000 --runs 30
 
 A private ``redis-server`` (AOF on) is loaded with ``--shipments`` label-only
-shipments in the registry's own key layout (``tracksvc.registry``: one
+shipments in the registry's own key layout (``tracksvc.registry.store``: one
 record per ``shipment_key``, the overall and per-origin unscanned-label
 indexes), label times spread over the last 60 days across 10 origins. The
 loader writes raw pipelined commands (packed by hiredis) so a million rows
@@ -44,9 +44,9 @@ import orjson  # noqa: E402
 
 from bench.registry_common import WAREHOUSE_KEY, Stopwatch, median_ms, p90_ms, stack  # noqa: E402
 from carriers.sandbox.scenarios import ups_number  # noqa: E402
-from tracksvc.connections import redis_client  # noqa: E402
-from tracksvc.records import ShipmentRecord  # noqa: E402
-from tracksvc.registry import _encode_cursor, shipment_key, unscanned_key  # noqa: E402
+from tracksvc.core.redis import redis_client  # noqa: E402
+from tracksvc.domain.records import ShipmentRecord  # noqa: E402
+from tracksvc.registry.store import _encode_cursor, shipment_key, unscanned_key  # noqa: E402
 
 GOAL_MS = 50.0
 ORIGINS = [f"DC{i:02d}" for i in range(10)]

@@ -103,7 +103,7 @@ class TrackingResult(_Frozen):
     What one carrier says about one tracking number, normalized.
 
     ``status`` is what the carrier data alone says; time-based statuses
-    (``not_tendered``, ``stalled``) are decided later in ``tracksvc.status``.
+    (``not_tendered``, ``stalled``) are decided later in ``tracksvc.domain.status``.
     """
 
     carrier: Carrier

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from carriers.sandbox.app import create_sandbox_app, state_key
 from carriers.sandbox.state import SandboxState
-from tracksvc.redis_server import RedisServer
-from tracksvc.settings import Settings
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SAMPLES = SHARED / "carrier-samples"

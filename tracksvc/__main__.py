@@ -1,5 +1,5 @@
 """``python -m tracksvc``: the same as the ``tracksvc`` command."""
 
-from tracksvc.cli import main
+from tracksvc.cli.main import main
 
 raise SystemExit(main())

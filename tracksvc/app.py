@@ -11,26 +11,26 @@ import aiohttp
 from aiohttp import web
 
 from carriers.registry import REGISTRY
-from tracksvc.background import add_background_tasks
-from tracksvc.batch import add_batch_routes
-from tracksvc.cache import TrackingCache
-from tracksvc.connections import redis_client
-from tracksvc.handlers import add_routes
-from tracksvc.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
-from tracksvc.middlewares import (
+from tracksvc.api.background import add_background_tasks
+from tracksvc.api.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
+from tracksvc.api.middlewares import (
     context_middleware,
     error_middleware,
     make_auth_middleware,
     make_body_limit_middleware,
 )
-from tracksvc.portal import add_portal_routes
-from tracksvc.push_api import add_push_routes
-from tracksvc.readiness import add_ops_routes
-from tracksvc.registry import Registry
-from tracksvc.service import TrackService
-from tracksvc.settings import Settings
-from tracksvc.tracker import Tracker
-from tracksvc.ui import add_ui_routes
+from tracksvc.api.routes.batch import add_batch_routes
+from tracksvc.api.routes.ops import add_ops_routes
+from tracksvc.api.routes.portal import add_portal_routes
+from tracksvc.api.routes.push import add_push_routes
+from tracksvc.api.routes.track import add_routes
+from tracksvc.api.ui.pages import add_ui_routes
+from tracksvc.core.redis import redis_client
+from tracksvc.core.settings import Settings
+from tracksvc.economy.cache import TrackingCache
+from tracksvc.economy.tracker import Tracker
+from tracksvc.registry.store import Registry
+from tracksvc.service.lookup import TrackService
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

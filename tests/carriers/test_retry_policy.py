@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carriers.base import MAX_RETRY_AFTER_S, RETRYABLE_STATUSES, _worth_retrying
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierError,
     CarrierRateLimited,
@@ -13,7 +13,7 @@ from tracksvc.errors import (
     CarrierTimeout,
     CarrierUnavailable,
 )
-from tracksvc.models import Carrier
+from tracksvc.core.models import Carrier
 
 UPS = Carrier.ups
 

@@ -9,8 +9,8 @@ import pytest
 
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import Sandbox
-from tracksvc import references
-from tracksvc.models import TrackingStatus
+from tracksvc.core.models import TrackingStatus
+from tracksvc.domain import references
 
 
 def test_catalogue_reaches_every_carrier_level_status() -> None:

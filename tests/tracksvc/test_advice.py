@@ -6,7 +6,8 @@ import string
 
 import pytest
 
-from tracksvc.advice import (
+from tracksvc.core.models import TrackingStatus as S
+from tracksvc.domain.advice import (
     FLAG_ADVICE,
     LONG_NOT_TENDERED_HOURS,
     PRECEDENCE,
@@ -15,8 +16,7 @@ from tracksvc.advice import (
     advice_for,
     situations,
 )
-from tracksvc.models import TrackingStatus as S
-from tracksvc.status import NEEDS_ACTION
+from tracksvc.domain.status import NEEDS_ACTION
 
 FACTS: dict[str, object] = {
     "carrier": "UPS", "tracking_number": "1ZTRKSVC0100000024", "age": "5 days ago",

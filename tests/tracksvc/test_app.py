@@ -13,8 +13,8 @@ import structlog
 from carriers.sandbox.scenarios import CATALOGUE, Scenario, Step, ups_number
 from tests.conftest import AGENT, PORTAL, Sandbox
 from tests.contract import assert_matches
-from tracksvc import references
-from tracksvc.models import Carrier, TrackingStatus
+from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.domain import references
 
 TRACK = "/v1/track/{reference}"
 
@@ -215,8 +215,8 @@ async def test_logs_are_json_with_request_id_and_no_secrets(
     service: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every request logs JSON lines carrying its request id; client secrets never appear."""
-    from tracksvc.logging import configure_logging
-    from tracksvc.settings import Settings
+    from tracksvc.core.logs import configure_logging
+    from tracksvc.core.settings import Settings
 
     configure_logging(Settings(log_json=True, log_level="debug"))
     # Caching would pin loggers first used here to this test's captured stderr for good.

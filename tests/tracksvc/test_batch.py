@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from carriers.sandbox.scenarios import by_name
 from tests.conftest import AGENT, Sandbox
 from tests.contract import assert_matches
-from tracksvc.batch import MAX_REFERENCES, track_many
-from tracksvc.errors import ReferenceNotFound
-from tracksvc.models import Carrier, TrackingStatus
-from tracksvc.registry import Registry
-from tracksvc.seed import seed
-from tracksvc.views import TrackView
+from tracksvc.api.routes.batch import MAX_REFERENCES, track_many
+from tracksvc.core.errors import ReferenceNotFound
+from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.dev.seed import seed
+from tracksvc.domain.views import TrackView
+from tracksvc.registry.store import Registry
 
 SCENARIOS = by_name()
 

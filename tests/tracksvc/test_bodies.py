@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from carriers.sandbox.scenarios import ups_number
 from tests.conftest import AGENT, INGEST
 from tests.contract import assert_matches
-from tracksvc.registry import unscanned_key
+from tracksvc.registry.store import unscanned_key
 
 MIB = 1024 * 1024
 

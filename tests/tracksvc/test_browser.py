@@ -22,10 +22,10 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from carriers.sandbox.scenarios import by_name
 from tests.conftest import Sandbox
-from tracksvc.models import Carrier
-from tracksvc.records import ShipmentRecord
-from tracksvc.registry import Registry
-from tracksvc.seed import Story, seed
+from tracksvc.core.models import Carrier
+from tracksvc.dev.seed import Story, seed
+from tracksvc.domain.records import ShipmentRecord
+from tracksvc.registry.store import Registry
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ from typing import Any
 from carriers.sandbox.scenarios import Scenario, Step, ups_number, usps_number
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
-from tracksvc.models import Carrier, TrackingStatus
+from tracksvc.core.models import Carrier, TrackingStatus
 
 TRACK = "/v1/track/{reference}"
 AGENT_TWO = {"Authorization": "Bearer agent-two-key"}

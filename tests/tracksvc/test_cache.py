@@ -6,9 +6,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from tracksvc.cache import CachedAnswer, TrackingCache, TtlPolicy, track_key
-from tracksvc.connections import redis_client
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.redis import redis_client
+from tracksvc.economy.cache import CachedAnswer, TrackingCache, TtlPolicy, track_key
 
 POLICY = TtlPolicy(active_s=900, final_s=86400, not_found_s=600, keep_s=7 * 86400)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tracksvc.demo import READY_LINE
-from tracksvc.redis_server import free_port
+from tracksvc.dev.demo import READY_LINE
+from tracksvc.dev.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,13 +20,13 @@ import redis.asyncio as aioredis
 from carriers.registry import REGISTRY
 from carriers.sandbox.scenarios import CATALOGUE, Scenario, Step, fedex_number, ups_number, usps_number
 from tests.conftest import Sandbox
-from tracksvc.cache import CachedAnswer, TrackingCache, TtlPolicy
-from tracksvc.connections import redis_client as connect_redis
-from tracksvc.models import Carrier, Outcome, TrackingStatus
-from tracksvc.quota import quota_key
-from tracksvc.settings import Settings
-from tracksvc.singleflight import flight_key
-from tracksvc.tracker import Freshness, Lookup, Tracker
+from tracksvc.core.models import Carrier, Outcome, TrackingStatus
+from tracksvc.core.redis import redis_client as connect_redis
+from tracksvc.core.settings import Settings
+from tracksvc.economy.cache import CachedAnswer, TrackingCache, TtlPolicy
+from tracksvc.economy.quota import quota_key
+from tracksvc.economy.singleflight import flight_key
+from tracksvc.economy.tracker import Freshness, Lookup, Tracker
 
 MakeTracker = Callable[..., Awaitable[Tracker]]
 
@@ -351,7 +351,7 @@ async def test_breaker_opens_then_probes_and_closes(make_tracker: MakeTracker, s
 
 async def test_candidates_pick_the_carrier_that_knows(make_tracker: MakeTracker, sandbox: Sandbox) -> None:
     """The fan-out over candidate carriers still prefers the carrier with data."""
-    from tracksvc.references import candidates
+    from tracksvc.domain.references import candidates
 
     tracker = await make_tracker()
     found: Lookup = await tracker.lookup_candidates(candidates(UPS_IN_TRANSIT))

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import pytest
 
 from carriers.base import TrackAnswer
-from tracksvc.batching import Batcher
-from tracksvc.breaker import BreakerState, CircuitBreaker
-from tracksvc.cache import CachedAnswer, CacheState, TtlPolicy
-from tracksvc.errors import CarrierUnavailable
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
-from tracksvc.quota import LocalBudget, QuotaLimits, RefusalReason, gcra
+from tracksvc.core.errors import CarrierUnavailable
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.economy.batching import Batcher
+from tracksvc.economy.breaker import BreakerState, CircuitBreaker
+from tracksvc.economy.cache import CachedAnswer, CacheState, TtlPolicy
+from tracksvc.economy.quota import LocalBudget, QuotaLimits, RefusalReason, gcra
 
 
 class FakeClock:

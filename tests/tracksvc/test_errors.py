@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierError,
     CarrierRateLimited,
     CarrierUnavailable,
     error_for_status,
 )
-from tracksvc.models import Carrier
+from tracksvc.core.models import Carrier
 
 
 @pytest.mark.parametrize(

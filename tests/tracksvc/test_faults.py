@@ -13,8 +13,8 @@ from typing import Any
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
-from tracksvc.models import Carrier
-from tracksvc.redis_server import RedisServer
+from tracksvc.core.models import Carrier
+from tracksvc.dev.redis_server import RedisServer
 
 TRACK = "/v1/track/{reference}"
 UPS_IN_TRANSIT = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")

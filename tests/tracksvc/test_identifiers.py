@@ -22,7 +22,7 @@ from yarl import URL
 from tests.conftest import AGENT, INGEST
 from tests.contract import assert_matches
 from tests.tracksvc.registry_helpers import import_body, put_order, put_shipment, shipment, track, track_ok
-from tracksvc.settings import Settings
+from tracksvc.core.settings import Settings
 
 # -- refusals: every identifier field, every bad value --------------------------------
 

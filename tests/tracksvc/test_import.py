@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from carriers.sandbox.scenarios import ups_number
 from tests.conftest import ADMIN, AGENT, INGEST, PORTAL, WAREHOUSE
 from tests.tracksvc.registry_helpers import import_body, number_of, stalled_ids, track_ok
-from tracksvc.importer import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, ImportFormat, import_lines
-from tracksvc.registry import Registry, unscanned_key
+from tracksvc.registry.importer import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, ImportFormat, import_lines
+from tracksvc.registry.store import Registry, unscanned_key
 
 LABEL_TIME = "2026-11-01T08:00:00Z"
 

@@ -25,11 +25,11 @@ from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
 from tests.tracksvc.registry_helpers import import_body, put_order, put_shipment, shipment, track_ok
 from tracksvc.app import create_app
-from tracksvc.cli import main
-from tracksvc.importer import BATCH_ROWS
-from tracksvc.redis_server import RedisServer
-from tracksvc.registry import REFRESH_DUE, Registry, shipment_key
-from tracksvc.settings import Settings
+from tracksvc.cli.main import main
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.registry.importer import BATCH_ROWS
+from tracksvc.registry.store import REFRESH_DUE, Registry, shipment_key
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_TIME = "2026-11-01T08:00:00Z"

@@ -14,11 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from tracksvc.cache import CachedAnswer, LocalAnswers, TrackingCache, TtlPolicy, track_key
-from tracksvc.connections import redis_client
-from tracksvc.models import Carrier, TrackingResult, TrackingStatus
-from tracksvc.settings import Settings
-from tracksvc.tracker import Freshness, Tracker
+from tracksvc.core.models import Carrier, TrackingResult, TrackingStatus
+from tracksvc.core.redis import redis_client
+from tracksvc.core.settings import Settings
+from tracksvc.economy.cache import CachedAnswer, LocalAnswers, TrackingCache, TtlPolicy, track_key
+from tracksvc.economy.tracker import Freshness, Tracker
 
 POLICY = TtlPolicy(active_s=900, final_s=86400, not_found_s=600, keep_s=7 * 86400)
 NUMBER = "1ZX"

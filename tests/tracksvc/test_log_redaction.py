@@ -19,13 +19,13 @@ from aiohttp import web
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import SAMPLES, Sandbox, load_sample
 from tests.contract import assert_schema
+from tracksvc.api.keys import settings_key
+from tracksvc.api.middlewares import requires
 from tracksvc.app import create_app
-from tracksvc.keys import settings_key
-from tracksvc.logging import configure_logging
-from tracksvc.middlewares import requires
-from tracksvc.models import Carrier
-from tracksvc.redaction import REDACTED, Redactor, known_secrets
-from tracksvc.settings import Settings
+from tracksvc.core.logs import configure_logging
+from tracksvc.core.models import Carrier
+from tracksvc.core.redaction import REDACTED, Redactor, known_secrets
+from tracksvc.core.settings import Settings
 
 AGENT_KEY = "agent-Kx7-secret-0001"
 INGEST_KEY = "ingest-Kx7-secret-0002"

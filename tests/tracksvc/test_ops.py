@@ -8,7 +8,7 @@ from typing import Any
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import ADMIN, AGENT, Sandbox
 from tests.contract import assert_matches
-from tracksvc.models import Carrier
+from tracksvc.core.models import Carrier
 
 UPS_IN_TRANSIT = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")
 

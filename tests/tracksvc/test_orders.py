@@ -13,10 +13,10 @@ from carriers.sandbox.scenarios import fedex_number
 from carriers.sandbox.state import ErrorRenderer, SandboxState
 from tests.conftest import AGENT, Sandbox
 from tests.tracksvc.registry_helpers import number_of, register, shipment, track, track_ok
-from tracksvc import references
 from tracksvc.app import create_app
-from tracksvc.models import Carrier
-from tracksvc.settings import Settings
+from tracksvc.core.models import Carrier
+from tracksvc.core.settings import Settings
+from tracksvc.domain import references
 
 # -- resolution -----------------------------------------------------------------
 

@@ -10,15 +10,15 @@ import redis.asyncio as aioredis
 
 from tests.conftest import PORTAL, Sandbox
 from tests.contract import assert_matches
-from tracksvc.models import Carrier
-from tracksvc.portal import (
+from tracksvc.api.routes.portal import (
     failure_key_prefix,
     normalize_postal_code,
     postal_code_matches,
 )
-from tracksvc.records import Direction, OrderRecord, ShipmentRecord
-from tracksvc.registry import Registry
-from tracksvc.seed import seed
+from tracksvc.core.models import Carrier
+from tracksvc.dev.seed import seed
+from tracksvc.domain.records import Direction, OrderRecord, ShipmentRecord
+from tracksvc.registry.store import Registry
 
 PORTAL_PATH = "/v1/portal/orders/{order_number}"
 

@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 
 from tests.conftest import PORTAL
 from tests.tracksvc.test_portal import portal
-from tracksvc.portal import failure_key_prefix, forwarded_client
-from tracksvc.registry import Registry
-from tracksvc.seed import seed
+from tracksvc.api.routes.portal import failure_key_prefix, forwarded_client
+from tracksvc.dev.seed import seed
+from tracksvc.registry.store import Registry
 
 #: Seeded orders and their destination postal codes.
 CUSTOMER_ORDER, CUSTOMER_CODE = "W2001001", "11201"

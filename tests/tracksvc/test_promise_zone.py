@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tracksvc.service import promise_deadline
+from tracksvc.service.lookup import promise_deadline
 
 
 def test_a_promised_day_ends_at_local_midnight_in_the_business_zone() -> None:

@@ -21,14 +21,14 @@ from aiohttp import web
 from tests.conftest import AGENT, SAMPLES, Sandbox, load_sample
 from tests.contract import assert_matches, assert_schema
 from tests.tracksvc.registry_helpers import hours_ago, number_of, register, stalled_ids, track_ok
+from tracksvc.api.keys import notifier_key, refresher_key, service_key, webhook_sender_key
 from tracksvc.app import create_app
-from tracksvc.cache import CachedAnswer
-from tracksvc.carrier_events import merge_event
-from tracksvc.keys import notifier_key, refresher_key, service_key, webhook_sender_key
-from tracksvc.models import Carrier, TrackingEvent, TrackingResult, TrackingStatus
-from tracksvc.redis_server import RedisServer
-from tracksvc.settings import Settings
-from tracksvc.webhooks import (
+from tracksvc.core.models import Carrier, TrackingEvent, TrackingResult, TrackingStatus
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.economy.cache import CachedAnswer
+from tracksvc.freshness.carrier_events import merge_event
+from tracksvc.freshness.webhooks import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

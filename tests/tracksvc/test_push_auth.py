@@ -18,9 +18,9 @@ import structlog
 from tests.conftest import Sandbox
 from tests.tracksvc.registry_helpers import number_of, track_ok
 from tests.tracksvc.test_push import alert, post_event
-from tracksvc.cache import track_key_prefix
-from tracksvc.keys import tracker_key
-from tracksvc.models import Carrier
+from tracksvc.api.keys import tracker_key
+from tracksvc.core.models import Carrier
+from tracksvc.economy.cache import track_key_prefix
 
 WEBHOOK_KEY = "ups-webhook-secret-for-tests"
 UPS_KEY = {"x-api-key": WEBHOOK_KEY}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.contract import assert_matches
-from tracksvc.redis_server import free_port
+from tracksvc.dev.redis_server import free_port
 
 
 async def test_readyz_with_redis_unreachable_names_no_host_or_port(

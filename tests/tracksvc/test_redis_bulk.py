@@ -1,4 +1,4 @@
-"""The bulk command path (tracksvc.redis_bulk) and the batch writes of the import built on it."""
+"""The bulk command path (tracksvc.core.redis_bulk) and the batch writes of the import built on it."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from carriers.sandbox.scenarios import ups_number
-from tracksvc import redis_bulk
-from tracksvc.connections import redis_client
-from tracksvc.records import STORED, ShipmentRecord
-from tracksvc.redis_bulk import score, send_all
-from tracksvc.redis_server import RedisServer
-from tracksvc.registry import REFRESH_DUE, Registry, shipment_key
+from tracksvc.core import redis_bulk
+from tracksvc.core.redis import redis_client
+from tracksvc.core.redis_bulk import score, send_all
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.domain.records import STORED, ShipmentRecord
+from tracksvc.registry.store import REFRESH_DUE, Registry, shipment_key
 
 
 def record(sid: str = "blk-1", **fields: Any) -> ShipmentRecord:

@@ -22,8 +22,8 @@ from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
 from tracksvc.app import create_app
-from tracksvc.redis_server import RedisServer
-from tracksvc.settings import Settings
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
 
 TRACK = "/v1/track/{reference}"
 UPS_IN_TRANSIT = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tracksvc import redis_server
-from tracksvc.redis_server import RedisServer, RedisServerError, find_redis_server
+from tracksvc.dev import redis_server
+from tracksvc.dev.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 def _ping(port: int) -> bytes:

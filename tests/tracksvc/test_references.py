@@ -21,9 +21,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import NUMBER_DATA
-from tracksvc.errors import InvalidReference
-from tracksvc.models import Carrier
-from tracksvc.references import (
+from tracksvc.core.errors import InvalidReference
+from tracksvc.core.models import Carrier
+from tracksvc.domain.references import (
     MAX_REFERENCE_LENGTH,
     Candidate,
     candidates,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from carriers.sandbox.scenarios import CATALOGUE
-from tracksvc import references
-from tracksvc.errors import InvalidReference
-from tracksvc.models import Carrier
+from tracksvc.core.errors import InvalidReference
+from tracksvc.core.models import Carrier
+from tracksvc.domain import references
 
 UPS_NUMBER = next(s.number for s in CATALOGUE if s.carrier is Carrier.ups and s.fault is None)
 

@@ -23,11 +23,20 @@ from tests.tracksvc.registry_helpers import (
     shipment,
     stalled_ids,
 )
-from tracksvc.keys import refresher_key
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingEvent, TrackingResult, TrackingStatus
-from tracksvc.records import ShipmentRecord
-from tracksvc.redis_server import RedisServer
-from tracksvc.refresher import (
+from tracksvc.api.keys import refresher_key
+from tracksvc.core.models import (
+    Carrier,
+    CarrierMessage,
+    Outcome,
+    TrackingEvent,
+    TrackingResult,
+    TrackingStatus,
+)
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.domain.records import ShipmentRecord
+from tracksvc.domain.status import Limits
+from tracksvc.economy.tracker import Freshness, Lookup
+from tracksvc.freshness.refresher import (
     RETENTION_DAYS,
     Refresher,
     Retired,
@@ -37,9 +46,7 @@ from tracksvc.refresher import (
     next_due,
     retire_before_asking,
 )
-from tracksvc.registry import REFRESH_DUE
-from tracksvc.status import Limits
-from tracksvc.tracker import Freshness, Lookup
+from tracksvc.registry.store import REFRESH_DUE
 
 REPO = Path(__file__).resolve().parents[2]
 

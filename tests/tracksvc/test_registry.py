@@ -25,13 +25,13 @@ from tests.tracksvc.registry_helpers import (
     shipment,
     track_ok,
 )
-from tracksvc import importer
-from tracksvc import registry as registry_module
-from tracksvc.importer import ImportFormat
-from tracksvc.records import OrderRecord, ShipmentRecord
-from tracksvc.redis_server import RedisServer
-from tracksvc.registry import Registry, unscanned_key
-from tracksvc.settings import Settings
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.domain.records import OrderRecord, ShipmentRecord
+from tracksvc.registry import importer
+from tracksvc.registry import store as registry_module
+from tracksvc.registry.importer import ImportFormat
+from tracksvc.registry.store import Registry, unscanned_key
 
 
 async def test_put_shipment_twice_is_created_then_updated_with_the_same_record(service: Any) -> None:

@@ -21,11 +21,11 @@ import redis.asyncio as aioredis
 
 from carriers.sandbox.scenarios import ups_number
 from tests.tracksvc.registry_helpers import hours_ago
-from tracksvc.cli import main
-from tracksvc.handlers import STALLED_CSV_COLUMNS
-from tracksvc.records import ShipmentRecord
-from tracksvc.redis_server import RedisServer, free_port
-from tracksvc.registry import Registry, unscanned_key
+from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
+from tracksvc.cli.main import main
+from tracksvc.dev.redis_server import RedisServer, free_port
+from tracksvc.domain.records import ShipmentRecord
+from tracksvc.registry.store import Registry, unscanned_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN
+from tracksvc.api.middlewares import ROLES_ATTR
 from tracksvc.app import create_app
-from tracksvc.middlewares import ROLES_ATTR
-from tracksvc.settings import ROLES, Settings
+from tracksvc.core.settings import ROLES, Settings
 
 #: Routes anyone may call: liveness, readiness, metrics, and the pages (which hold no key).
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}

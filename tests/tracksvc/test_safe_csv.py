@@ -21,10 +21,10 @@ from yarl import URL
 from tests.conftest import AGENT, INGEST, WAREHOUSE
 from tests.contract import assert_matches
 from tests.tracksvc.registry_helpers import hours_ago, shipment, stalled
-from tracksvc.cli import main
-from tracksvc.handlers import STALLED_CSV_COLUMNS
-from tracksvc.redis_server import RedisServer
-from tracksvc.safe_csv import FORMULA_TRIGGERS, neutralize, write_csv
+from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
+from tracksvc.cli.main import main
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.domain.safe_csv import FORMULA_TRIGGERS, neutralize, write_csv
 
 #: (shipment id, order number, origin): legal identifiers a spreadsheet would run as formulas.
 HOSTILE = [

@@ -42,10 +42,10 @@ from hypothesis import strategies as st
 from carriers.sandbox.app import create_sandbox_app
 from carriers.sandbox.scenarios import CATALOGUE, by_name
 from tracksvc.app import create_app
-from tracksvc.demo import start_site
-from tracksvc.models import Carrier
-from tracksvc.redis_server import RedisServer
-from tracksvc.settings import Settings
+from tracksvc.core.models import Carrier
+from tracksvc.core.settings import Settings
+from tracksvc.dev.demo import start_site
+from tracksvc.dev.redis_server import RedisServer
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 SEED = 20261123

@@ -23,8 +23,8 @@ from tests.tracksvc.registry_helpers import (
     stalled_ids,
     track_ok,
 )
-from tracksvc.handlers import STALLED_CSV_COLUMNS
-from tracksvc.models import TrackingStatus
+from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
+from tracksvc.core.models import TrackingStatus
 
 # shipment id -> (hours since the label, origin)
 LABELS = {

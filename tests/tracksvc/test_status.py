@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracksvc.models import Carrier, TrackingEvent, TrackingResult, TrackingStatus
-from tracksvc.status import AGE_RULES, NEEDS_ACTION, Limits, aggregate, classify
+from tracksvc.core.models import Carrier, TrackingEvent, TrackingResult, TrackingStatus
+from tracksvc.domain.status import AGE_RULES, NEEDS_ACTION, Limits, aggregate, classify
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 S = TrackingStatus

@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.tracksvc.registry_helpers import number_of, stalled_ids, track_ok
-from tracksvc import seed
-from tracksvc.registry import Registry
+from tracksvc.dev import seed
+from tracksvc.registry.store import Registry
 
 STORIES = {story.key: story for story in seed.all_stories()}
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.contract import assert_matches
+from tracksvc.api.ui.pages import ASSETS, PAGES, check_frame_ancestors, key_origins
 from tracksvc.app import create_app
-from tracksvc.settings import Settings
-from tracksvc.ui import ASSETS, PAGES, check_frame_ancestors, key_origins
+from tracksvc.core.settings import Settings
 
 HELPDESK = "https://helpdesk.example.com"
 

@@ -27,8 +27,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tests.conftest import ADMIN, AGENT, Sandbox
 from tests.contract import assert_matches
 from tests.tracksvc.test_push import ALERT_NUMBER, FAST, alert, post_event, settle
-from tracksvc.keys import redis_key
-from tracksvc.netguard import (
+from tracksvc.api.keys import redis_key
+from tracksvc.freshness.netguard import (
     GuardedResolver,
     TargetPolicy,
     TargetRefused,
@@ -36,7 +36,7 @@ from tracksvc.netguard import (
     check_target,
     parse_ip_host,
 )
-from tracksvc.webhooks import DEAD, KEY_PREFIX, OUTBOX, owner_key, owner_of
+from tracksvc.freshness.webhooks import DEAD, KEY_PREFIX, OUTBOX, owner_key, owner_of
 
 SUBS = "/v1/subscriptions"
 

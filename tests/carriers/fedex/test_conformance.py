@@ -13,8 +13,8 @@ import pytest
 
 from carriers.fedex.tracking import parse_response
 from tests.conftest import SAMPLES, load_sample
-from tracksvc.errors import CarrierAuthError, CarrierError, CarrierUnavailable
-from tracksvc.models import Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.errors import CarrierAuthError, CarrierError, CarrierUnavailable
+from tracksvc.core.models import Outcome, TrackingResult, TrackingStatus
 
 
 @dataclass(frozen=True)

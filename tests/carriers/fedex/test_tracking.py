@@ -9,8 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from carriers.fedex.tracking import MAX_NUMBERS, MISSING_CODE, TRACK_PATH, build_request, parse_response
-from tracksvc.errors import CarrierResponseError
-from tracksvc.models import CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.errors import CarrierResponseError
+from tracksvc.core.models import CarrierMessage, Outcome, TrackingResult, TrackingStatus
 
 EST = timezone(timedelta(hours=-5))
 

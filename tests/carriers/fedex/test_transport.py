@@ -15,9 +15,9 @@ from carriers.base import RetryPolicy
 from carriers.fedex import Adapter
 from carriers.sandbox.scenarios import CATALOGUE, fedex_number
 from tests.conftest import Sandbox
-from tracksvc.errors import CarrierAuthError, CarrierResponseError, CarrierTimeout
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
-from tracksvc.settings import Settings
+from tracksvc.core.errors import CarrierAuthError, CarrierResponseError, CarrierTimeout
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.settings import Settings
 
 FEDEX_SCENARIOS = [s for s in CATALOGUE if s.carrier is Carrier.fedex]
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from carriers.fedex import units
-from tracksvc.models import Outcome, TrackingStatus
+from tracksvc.core.models import Outcome, TrackingStatus
 
 GROUP_TABLES = {
     "STATUS_GROUPS": units.STATUS_GROUPS,

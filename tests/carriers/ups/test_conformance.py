@@ -10,12 +10,12 @@ from carriers.ups.alerts import parse_track_alert
 from carriers.ups.tracking import parse_response
 from carriers.ups.transport import UpsTransport
 from tests.conftest import SAMPLES, load_sample
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierError,
     CarrierRateLimited,
 )
-from tracksvc.models import Outcome, TrackingStatus
+from tracksvc.core.models import Outcome, TrackingStatus
 
 ASKED = "1Z999AA10123456784"
 

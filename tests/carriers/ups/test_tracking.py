@@ -11,14 +11,14 @@ from structlog.testing import capture_logs
 
 from carriers.ups.alerts import parse_track_alert, scheduled_delivery
 from carriers.ups.tracking import build_request, parse_response
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierRateLimited,
     CarrierResponseError,
     CarrierUnavailable,
 )
-from tracksvc.models import Carrier, CarrierMessage, Location, Outcome, TrackingStatus
-from tracksvc.settings import CarrierSettings
+from tracksvc.core.models import Carrier, CarrierMessage, Location, Outcome, TrackingStatus
+from tracksvc.core.settings import CarrierSettings
 
 NUMBER = "1Z999AA10123456784"
 LABEL_TEXT = "Shipper created a label, UPS has not received the package yet. "

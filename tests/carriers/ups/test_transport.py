@@ -17,14 +17,14 @@ from carriers.base import RetryPolicy
 from carriers.sandbox.scenarios import CATALOGUE, Scenario, Step
 from carriers.ups import Adapter
 from tests.conftest import Sandbox
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierResponseError,
     CarrierTimeout,
     CarrierUnavailable,
 )
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
-from tracksvc.settings import CarrierSettings
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.settings import CarrierSettings
 
 UPS_SCENARIOS = {s.name: s for s in CATALOGUE if s.carrier is Carrier.ups}
 IN_TRANSIT = UPS_SCENARIOS["ups-in-transit"].number

@@ -8,7 +8,7 @@ from collections.abc import Hashable, Mapping
 import pytest
 
 from carriers.ups import units
-from tracksvc.models import Outcome, TrackingStatus
+from tracksvc.core.models import Outcome, TrackingStatus
 
 GROUPS: dict[str, Mapping[TrackingStatus, tuple[Hashable, ...]]] = {
     "STATUS_CODE_GROUPS": units.STATUS_CODE_GROUPS,

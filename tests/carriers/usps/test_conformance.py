@@ -10,8 +10,8 @@ import pytest
 from carriers.usps.tracking import parse_response
 from carriers.usps.transport import UspsTransport
 from tests.conftest import SAMPLES, load_sample
-from tracksvc.errors import CarrierAuthError, CarrierRateLimited
-from tracksvc.models import Outcome, TrackingStatus
+from tracksvc.core.errors import CarrierAuthError, CarrierRateLimited
+from tracksvc.core.models import Outcome, TrackingStatus
 
 SAMPLE_DIR = SAMPLES / "usps"
 

@@ -11,13 +11,13 @@ from structlog.testing import capture_logs
 
 from carriers.usps.tracking import build_request, parse_response
 from tests.conftest import load_sample
-from tracksvc.errors import (
+from tracksvc.core.errors import (
     CarrierAuthError,
     CarrierRateLimited,
     CarrierResponseError,
     CarrierUnavailable,
 )
-from tracksvc.models import Carrier, Location, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.models import Carrier, Location, Outcome, TrackingResult, TrackingStatus
 
 NUMBER = "9400109104250532908587"
 CDT = timezone(timedelta(hours=-6))

@@ -15,14 +15,14 @@ from carriers.base import RetryPolicy
 from carriers.sandbox.scenarios import CATALOGUE, Scenario
 from carriers.usps import Adapter
 from tests.conftest import Sandbox
-from tracksvc.errors import CarrierAuthError, CarrierResponseError, CarrierTimeout
-from tracksvc.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
-from tracksvc.settings import Settings
+from tracksvc.core.errors import CarrierAuthError, CarrierResponseError, CarrierTimeout
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.settings import Settings
 
 USPS_SCENARIOS = [s for s in CATALOGUE if s.carrier is Carrier.usps]
 BY_NAME = {s.name: s for s in USPS_SCENARIOS}
 
-#: What the carrier data alone says; the age rules in tracksvc.status do the rest.
+#: What the carrier data alone says; the age rules in tracksvc.domain.status do the rest.
 CARRIER_LEVEL = {
     TrackingStatus.not_tendered: TrackingStatus.label_created,
     TrackingStatus.stalled: TrackingStatus.in_transit,

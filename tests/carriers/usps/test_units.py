@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from carriers.usps import units
-from tracksvc.models import TrackingStatus
+from tracksvc.core.models import TrackingStatus
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,197 @@
+"""
+Request middlewares: request context for logs (with one canonical line per
+request), errors as JSON (never a stack trace; an unexpected one names its
+request id), bounded request bodies, and API-key roles.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tracksvc.core.errors import BodyTooLarge, Forbidden, RegistryUnavailable, RequestError, Unauthorized
+
+log = structlog.get_logger("http")
+
+#: Attribute set on handlers by :func:`requires`.
+ROLES_ATTR = "_tracksvc_roles"
+
+#: The role of the key that authenticated the request.
+role_key = web.RequestKey("role_key", str)
+
+#: The id of the request: in every log line of it, the ``X-Request-ID`` header and a 500's body.
+request_id_key = web.RequestKey("request_id_key", str)
+
+#: A caller's ``X-Request-ID`` is kept only when it is this plain (it goes into logs and headers).
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def requires(*roles: str) -> Callable[[Handler], Handler]:
+    """Mark a handler as needing an API key of one of ``roles`` (admin always passes)."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, ROLES_ATTR, frozenset((*roles, "admin")))
+        return handler
+
+    return mark
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, *, request_id: str | None = None
+) -> web.Response:
+    """The one JSON error shape: ``{"error": {"code", "message"}}`` (``details``, ``request_id``)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    if request_id is not None:
+        error["request_id"] = request_id
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": error}),
+        content_type="application/json",
+    )
+
+
+def role_for(api_keys: Mapping[str, str], presented: str) -> str | None:
+    """The role of a presented key, compared in constant time against every key."""
+    found: str | None = None
+    for key, role in api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = role
+    return found
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The bearer key of a request, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    return None
+
+
+def make_auth_middleware(api_keys: Mapping[str, str]) -> Any:
+    """Enforce the roles :func:`requires` put on handlers."""
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        allowed: frozenset[str] | None = getattr(_unwrap(request), ROLES_ATTR, None)
+        if allowed is None:
+            return await handler(request)
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        role = role_for(api_keys, key)
+        if role is None:
+            raise Unauthorized("the API key is not valid")
+        if role not in allowed:
+            raise Forbidden(f"the '{role}' role may not use this route")
+        request[role_key] = role
+        return await handler(request)
+
+    return auth_middleware
+
+
+def make_body_limit_middleware(
+    limit_bytes: int, streaming: Collection[tuple[str, str]] = ()
+) -> Any:
+    """
+    Refuse request bodies over ``limit_bytes`` with 413, before reading them.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
+    cut when reading it passes the limit (the app's ``client_max_size``, set to the same
+    limit, raises then).
+
+    Args:
+        limit_bytes: the most a route reads.
+        streaming: ``(method, canonical path)`` of routes that stream their body and
+            bound it themselves (the import); they take any size.
+    """
+    exempt = frozenset(streaming)
+
+    @web.middleware
+    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        resource = route.resource
+        if (route.method, resource.canonical if resource is not None else "") in exempt:
+            return await handler(request)
+        if request.content_length is not None and request.content_length > limit_bytes:
+            raise BodyTooLarge(limit_bytes)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise BodyTooLarge(limit_bytes) from exc
+
+    return body_limit_middleware
+
+
+def _unwrap(request: web.Request) -> Callable[..., Awaitable[web.StreamResponse]] | None:
+    match_info = request.match_info
+    route = getattr(match_info, "route", None)
+    return getattr(route, "handler", None)
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to every log line; log one canonical line per request."""
+    offered = request.headers.get("X-Request-ID", "")
+    request_id = offered if REQUEST_ID_PATTERN.fullmatch(offered) else uuid.uuid4().hex
+    request[request_id_key] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource
+        log.info(
+            "request_completed",
+            route=route.canonical if route is not None else request.path,
+            status=status,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes the JSON error shape; unexpected ones are logged, not shown."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+    except RegistryUnavailable as exc:
+        log.warning("registry_unavailable", error=str(exc))
+        return error_response(
+            503, "registry_unavailable",
+            "the registry (Redis) is not reachable; nothing was written, try again shortly",
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        response = error_response(exc.status, code, exc.text or exc.reason)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("request_failed")
+        request_id = request.get(request_id_key)
+        return error_response(
+            500, "internal_error",
+            "tracksvc failed to answer; the failure was logged"
+            + (f" under request id {request_id}" if request_id else ""),
+            request_id=request_id,
+        )

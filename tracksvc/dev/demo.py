@@ -1,0 +1,170 @@
+"""
+``tracksvc demo``: everything in one command on a fresh machine.
+
+Starts a private redis-server (unless ``TRACKSVC_REDIS_URL`` is set), the
+carrier sandbox and the service on loopback, prints numbers and keys to try,
+and stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from carriers.sandbox.app import create_sandbox_app
+from carriers.sandbox.scenarios import CATALOGUE
+from tracksvc.app import create_app
+from tracksvc.core.logs import configure_logging
+from tracksvc.core.redis import redis_client
+from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_server import RedisServer
+from tracksvc.dev.seed import Story, seed
+from tracksvc.registry.store import Registry
+
+
+@dataclass(frozen=True)
+class DemoKeys:
+    """API keys minted for one demo run (never stored anywhere)."""
+
+    agent: str
+    portal: str
+    warehouse: str
+    ingest: str
+    admin: str
+
+    @classmethod
+    def mint(cls) -> DemoKeys:
+        """Fresh random keys for this run."""
+        return cls(*(f"demo-{role}-{secrets.token_urlsafe(8)}" for role in cls.__annotations__))
+
+    def env(self) -> str:
+        """The TRACKSVC_API_KEYS value for these keys."""
+        return ",".join(f"{role}:{getattr(self, role)}" for role in self.__annotations__)
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0 picks a free port); return the runner and the port."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    return runner, int(sockets[0].getsockname()[1]) if sockets else port
+
+
+def demo_settings(redis_url: str, sandbox_url: str, keys: DemoKeys, port: int) -> Settings:
+    """Settings of the demo service: the sandbox for every carrier."""
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "port": port,
+        "api_keys": keys.env(),
+        "log_json": False,
+        "log_level": os.environ.get("TRACKSVC_LOG_LEVEL", "warning"),
+        # Demo webhook receivers run on this machine: let webhooks reach loopback and LANs.
+        "webhook_allow_private_targets": True,
+    }
+    for carrier in ("ups", "fedex", "usps"):
+        values[f"{carrier}_base_url"] = sandbox_url
+        values[f"{carrier}_client_id"] = f"demo-{carrier}"
+        values[f"{carrier}_client_secret"] = secrets.token_urlsafe(12)
+    return Settings.model_validate(values)
+
+
+async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0.1") -> int:
+    """Run the demo until Ctrl-C (SIGINT) or SIGTERM."""
+    redis_server: RedisServer | None = None
+    redis_url = os.environ.get("TRACKSVC_REDIS_URL")
+    if not redis_url:
+        redis_server = RedisServer()
+        redis_server.start()
+        redis_url = redis_server.url
+    runners: list[web.AppRunner] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        sandbox_runner, sandbox_port = await start_site(create_sandbox_app(), host, sandbox_port)
+        runners.append(sandbox_runner)
+        sandbox_url = f"http://{host}:{sandbox_port}"
+        keys = DemoKeys.mint()
+        settings = demo_settings(redis_url, sandbox_url, keys, port)
+        configure_logging(settings)
+        service_runner, port = await start_site(create_app(settings), host, port)
+        runners.append(service_runner)
+        stories = await seed_demo(redis_url)
+        print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories)
+        await stop.wait()
+        print("\nstopping: service, sandbox, redis", flush=True)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        if redis_server is not None:
+            redis_server.close()
+    return 0
+
+
+async def seed_demo(redis_url: str) -> list[Story]:
+    """Write the seed stories and the one-order-per-status set to the demo's registry."""
+    client = redis_client(redis_url)
+    try:
+        return await seed(Registry(client))
+    finally:
+        await client.aclose()
+
+
+#: The last line of the banner: what a script waits for before using the demo.
+READY_LINE = "Ready. Ctrl-C stops the service, the sandbox and redis."
+
+
+def print_banner(
+    service_url: str, sandbox_url: str, redis_url: str, keys: DemoKeys, stories: list[Story]
+) -> None:
+    """Tell the person at the terminal what to open, paste and try."""
+    lines = [
+        "",
+        f"tracksvc demo is running on {service_url}",
+        f"  carrier sandbox: {sandbox_url}    redis: {redis_url}",
+        "",
+        "Open in a browser (the key rides in the URL fragment, which is never sent to the server):",
+        f"  helpdesk sidebar: {service_url}/ui/sidebar#key={keys.agent}",
+        f"  warehouse list:   {service_url}/ui/warehouse#key={keys.warehouse}",
+        "",
+        "API keys for this run (send as 'Authorization: Bearer <key>'):",
+        *(f"  {role:<9} {getattr(keys, role)}" for role in keys.__annotations__),
+        "",
+        "Paste these in the sidebar (the stories tracksvc exists for):",
+    ]
+    for story in stories:
+        if story.key.startswith("status-"):
+            continue
+        extra = [f for f in story.expect_flags if f != story.expect_status.value]
+        expect = story.expect_status.value + (" + " + ", ".join(extra) if extra else "")
+        lines.append(f"  {story.reference:<24} {expect:<44} {story.title}")
+    lines += ["", "One order per status:"]
+    for story in stories:
+        if story.key.startswith("status-"):
+            lines.append(f"  {story.reference:<10} {story.expect_status.value:<22} {story.title}")
+    lines += ["", f"Unregistered sandbox tracking numbers ({len(CATALOGUE)}) work too, e.g.:"]
+    for scenario in CATALOGUE[:3]:
+        lines.append(f"  {scenario.number:<24} {scenario.expect.value:<22} {scenario.description}")
+    portal = next((s for s in stories if s.key == "ups-17-days"), None)
+    lines += [
+        "",
+        "Try:",
+        f"  curl -s -H 'Authorization: Bearer {keys.agent}' {service_url}/v1/track/W2001002",
+    ]
+    if portal is not None and portal.orders and portal.orders[0].destination_postal_code:
+        lines.append(
+            f"  curl -s -H 'Authorization: Bearer {keys.portal}' "
+            f"'{service_url}/v1/portal/orders/{portal.reference}"
+            f"?postal_code={portal.orders[0].destination_postal_code}'"
+        )
+    lines += ["", READY_LINE, ""]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,293 @@
+"""
+Single flight: one carrier fetch per (carrier, number) at a time, across
+concurrent requests (an in-process task everyone awaits) and across replicas
+(a Redis lock with expiry).
+
+Across replicas, per number (one hash tag, so one slot)::
+
+    tracksvc:flight:{<carrier>:<number>}:lock     SET NX PX; the holder's token; renewed while it works
+    tracksvc:flight:{<carrier>:<number>}:result   the last flight's outcome, kept a few seconds
+    tracksvc:flight:{<carrier>:<number>}:done     pub/sub channel: the outcome, as it is known
+
+The holder asks the carrier, then in one script deletes its lock, stores the
+outcome and publishes it. A replica that finds the lock held subscribes to
+the channel, then looks at the lock once more: gone means the outcome is
+already in the result key; still there means the outcome will be published
+to it. No polling: it wakes on the message, or when the lock would expire
+unrenewed, to see whether the holder died, in which case it asks the carrier
+itself.
+
+Redis failures never fail a lookup: without Redis every replica is its own
+single flight. Each round trip counts against the request's Redis budget
+(:mod:`tracksvc.core.redis_budget`); waiting for another replica's outcome does
+not, since that is the carrier's time, not Redis's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from tracksvc.core.models import Carrier
+from tracksvc.core.redis_budget import redis_step
+
+log = structlog.get_logger("singleflight")
+
+flight_key_prefix = "tracksvc:flight:"
+
+#: Waiters look at the lock again this long after it would have expired unrenewed.
+LOCK_EXPIRY_SLACK_S = 0.02
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class InProcessFlights(Generic[K, T]):
+    """One task per key; everyone who asks meanwhile awaits the same task."""
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Task[T]] = {}
+
+    def get(self, key: K) -> asyncio.Task[T] | None:
+        """The flight under way for ``key``, if any."""
+        return self._running.get(key)
+
+    def start(self, key: K, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` as the flight for ``key`` (there must be none under way)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._running[key] = task
+
+        def done(finished: asyncio.Task[T]) -> None:
+            if self._running.get(key) is finished:
+                del self._running[key]
+            if not finished.cancelled():
+                finished.exception()  # retrieved here, so a flight nobody awaited logs nothing
+
+        task.add_done_callback(done)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def settle(self) -> None:
+        """Wait until no flight is under way (tests, shutdown)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel every flight under way."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def flight_key(carrier: Carrier, number: str, name: str) -> str:
+    """One of a number's flight keys (hash-tagged like its cache key)."""
+    return f"{flight_key_prefix}{{{carrier.value}:{number}}}:{name}"
+
+
+class LockOutcome(StrEnum):
+    """What trying to take a number's lock found."""
+
+    acquired = "acquired"  # ours: ask the carrier
+    held = "held"  # another replica is asking: wait for its outcome
+    unavailable = "unavailable"  # Redis is down: ask the carrier (in-process single flight only)
+
+
+class WaitOutcome(StrEnum):
+    """How waiting for another replica's flight ended."""
+
+    published = "published"  # its outcome arrived (payload set)
+    released = "released"  # its lock is gone; payload is the stored outcome, if any
+    timeout = "timeout"  # still running at our deadline
+    unavailable = "unavailable"  # Redis failed while waiting
+
+
+@dataclass
+class FlightLock:
+    """A lock this replica holds, and the task that keeps renewing it."""
+
+    carrier: Carrier
+    number: str
+    token: str
+    renewer: asyncio.Task[None] | None = field(default=None, repr=False)
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Waited:
+    """The end of a wait, with the outcome's payload when there is one."""
+
+    outcome: WaitOutcome
+    payload: bytes | None = None
+
+
+def _as_bytes(value: object) -> bytes | None:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return None
+
+
+# KEYS: lock, result. ARGV: token, payload, result ttl ms, channel.
+_FINISH_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1
+"""
+
+# KEYS: lock. ARGV: token, ttl ms.
+_RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisFlights:
+    """
+    The cross-replica half of single flight.
+
+    Args:
+        redis: the app's Redis client.
+        lock_ttl_s: lock expiry; the holder renews it every third of it, so a
+            holder that died is noticed within about this long.
+        result_ttl_s: how long a flight's outcome stays readable after it ended.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, lock_ttl_s: float = 2.0, result_ttl_s: float = 5.0) -> None:
+        self.redis = redis
+        self.lock_ttl_s = lock_ttl_s
+        self.result_ttl_s = result_ttl_s
+        self._finish = redis.register_script(_FINISH_SCRIPT)
+        self._renew = redis.register_script(_RENEW_SCRIPT)
+
+    @property
+    def _lock_ttl_ms(self) -> int:
+        return max(1, int(self.lock_ttl_s * 1000))
+
+    async def acquire(
+        self, carrier: Carrier, number: str, *, peek: str | None = None
+    ) -> tuple[LockOutcome, FlightLock | None, bytes | None]:
+        """
+        Try to become the one replica asking the carrier about ``number``.
+
+        Args:
+            peek: a key of the same hash tag to read in the same round trip
+                (the number's cache entry: what a fetch that just ended stored).
+
+        Returns:
+            What was found, our lock when we took it, and the peeked value.
+        """
+        token = secrets.token_hex(8)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(flight_key(carrier, number, "lock"), token, nx=True, px=self._lock_ttl_ms)
+        if peek is not None:
+            pipe.get(peek)
+        try:
+            async with redis_step("flight lock"):
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("flight_lock_unavailable", carrier=carrier.value, error=str(exc))
+            return LockOutcome.unavailable, None, None
+        peeked = _as_bytes(replies[1]) if peek is not None else None
+        if not replies[0]:
+            return LockOutcome.held, None, peeked
+        lock = FlightLock(carrier, number, token)
+        lock.renewer = asyncio.get_running_loop().create_task(self._keep(lock))
+        return LockOutcome.acquired, lock, peeked
+
+    async def _keep(self, lock: FlightLock) -> None:
+        key = flight_key(lock.carrier, lock.number, "lock")
+        # The flag, not only cancellation, ends this loop: on Python 3.11 redis-py's
+        # wait_for() around socket writes can swallow a cancellation.
+        while not lock.finished:
+            await asyncio.sleep(self.lock_ttl_s / 3)
+            if lock.finished:
+                return
+            try:
+                async with redis_step("flight lock renewal"):
+                    renewed = await self._renew(keys=[key], args=[lock.token, self._lock_ttl_ms])
+                if not renewed:
+                    return  # lost it (expired while Redis was away): nothing left to keep
+            except (RedisError, OSError):
+                return
+
+    async def finish(self, lock: FlightLock, payload: bytes) -> None:
+        """Release the lock, store the outcome and publish it to whoever waits."""
+        lock.finished = True
+        if lock.renewer is not None:
+            lock.renewer.cancel()
+        try:
+            async with redis_step("flight finish"):
+                await self._finish(
+                    keys=[flight_key(lock.carrier, lock.number, "lock"),
+                          flight_key(lock.carrier, lock.number, "result")],
+                    args=[
+                        lock.token,
+                        payload,
+                        max(1, int(self.result_ttl_s * 1000)),
+                        flight_key(lock.carrier, lock.number, "done"),
+                    ],
+                )
+        except (RedisError, OSError) as exc:
+            # The lock expires by itself; waiters notice and ask the carrier.
+            log.warning("flight_finish_unavailable", carrier=lock.carrier.value, error=str(exc))
+
+    async def wait(self, carrier: Carrier, number: str, until: float) -> Waited:
+        """
+        Wait for another replica's flight to end, until ``until`` (event-loop time).
+
+        Subscribes first, then checks the lock, so an outcome published in
+        between is either received or already stored.
+        """
+        loop = asyncio.get_running_loop()
+        lock_key = flight_key(carrier, number, "lock")
+        result_key = flight_key(carrier, number, "result")
+        pubsub = self.redis.pubsub()
+        try:
+            async with redis_step("flight subscribe"):
+                await pubsub.subscribe(flight_key(carrier, number, "done"))
+            while True:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.pttl(lock_key)
+                pipe.get(result_key)
+                async with redis_step("flight check"):
+                    left_ms, stored = await pipe.execute()
+                if left_ms == -2:  # no lock: the holder is done (or gone)
+                    return Waited(WaitOutcome.released, _as_bytes(stored))
+                # Wake when the lock would expire unless renewed: a holder that died is seen at once.
+                lock_left_s = left_ms / 1000 if left_ms > 0 else self.lock_ttl_s
+                while True:
+                    remaining = until - loop.time()
+                    if remaining <= 0:
+                        return Waited(WaitOutcome.timeout)
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True,
+                        timeout=min(remaining, lock_left_s + LOCK_EXPIRY_SLACK_S),
+                    )
+                    if message is None:
+                        break  # quiet until the lock's expiry (or a subscribe notice): holder alive?
+                    if message.get("type") == "message":
+                        return Waited(WaitOutcome.published, _as_bytes(message["data"]))
+        except (RedisError, OSError) as exc:
+            log.warning("flight_wait_unavailable", carrier=carrier.value, error=str(exc))
+            return Waited(WaitOutcome.unavailable)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

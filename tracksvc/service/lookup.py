@@ -1,0 +1,435 @@
+"""
+The lookup flow of design.md section 1: normalize, resolve through the
+registry, else detect carriers; ask the carriers (through
+:class:`~tracksvc.tracker.Tracker`), classify with the clock and the
+registry's facts, aggregate, and build the agent view. No aiohttp.web here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, tzinfo
+
+import structlog
+from redis.exceptions import RedisError
+
+from tracksvc.core.errors import ReferenceNotFound, RegistryUnavailable
+from tracksvc.core.models import TrackingEvent, TrackingStatus
+from tracksvc.core.redis_budget import RedisLatch, current_budget, redis_step, request_budget
+from tracksvc.core.settings import Settings, zone_named
+from tracksvc.domain import references
+from tracksvc.domain.advice import CARRIER_NAMES, advice_for, humanize_age
+from tracksvc.domain.records import OrderRecord, ShipmentRecord, end_of_day
+from tracksvc.domain.status import Classified, Clocks, Limits, aggregate, apply_age_rule, classify
+from tracksvc.domain.summary import summarize
+from tracksvc.domain.views import EventView, ShipmentView, TrackView, location_text
+from tracksvc.economy.callers import REGISTERED, acting_as
+from tracksvc.economy.tracker import Freshness, Lookup, Tracker
+from tracksvc.registry.store import Registry, Resolution
+
+log = structlog.get_logger("service")
+
+#: Carrier statuses that mean the carrier never had the parcel in hand.
+NEVER_SCANNED = frozenset(
+    {TrackingStatus.label_created, TrackingStatus.not_tendered, TrackingStatus.not_found}
+)
+
+#: What a customer may tell the agent, passed as ``?claim=`` on ``GET /v1/track/{reference}``.
+CLAIM_NOT_RECEIVED = "not_received"
+CLAIMS = frozenset({CLAIM_NOT_RECEIVED})
+
+#: Statuses after which a promised date no longer matters.
+PROMISE_KEPT_OR_MOOT = frozenset(
+    {TrackingStatus.delivered, TrackingStatus.cancelled, TrackingStatus.returned_to_sender}
+)
+
+
+def event_view(event: TrackingEvent) -> EventView:
+    """A carrier event as shown to people."""
+    return EventView(
+        occurred_at=event.occurred_at,
+        status=event.status,
+        code=event.code,
+        description=event.description,
+        location=location_text(event.location),
+    )
+
+
+def _reason(lookup: Lookup) -> str | None:
+    message = lookup.message
+    if message is None:
+        return None
+    if lookup.freshness is Freshness.stale and lookup.as_of is not None:
+        return f"showing the answer from {lookup.as_of:%Y-%m-%d %H:%M} UTC: {message.message}"
+    return message.message or message.outcome.value
+
+
+def _registered_but_unknown(record: ShipmentRecord, now: datetime, limits: Limits) -> Classified:
+    # A registered label the carrier does not know yet (USPS 150001 "not yet
+    # available", UPS TW0001, FedEx NOTFOUND): the label exists, so it is a
+    # label within the grace period and never tendered after it.
+    clocks = Clocks(now=now, label_created_at=record.label_created_at, last_scan_at=None)
+    return apply_age_rule(TrackingStatus.label_created, clocks, limits)
+
+
+def shipment_view(
+    lookup: Lookup,
+    *,
+    now: datetime,
+    limits: Limits,
+    record: ShipmentRecord | None = None,
+    promised: datetime | None = None,
+) -> ShipmentView:
+    """
+    One shipment as the agent sees it, classified with the clock.
+
+    Args:
+        lookup: what the carrier (or cache) said.
+        now: the current time.
+        limits: grace and stall limits.
+        record: the registry's record, when the shipment is registered.
+        promised: end of the promised delivery day, when one was promised.
+    """
+    flags: list[str] = []
+    if lookup.freshness is Freshness.stale:
+        flags.append("stale")
+    registry_facts: dict[str, object] = {}
+    if record is not None:
+        registry_facts = dict(
+            shipment_id=record.shipment_id,
+            direction=record.direction.value,
+            order_number=record.order_number,
+            origin=record.origin,
+            internal_status=record.internal_status,
+            internal_note=record.internal_note,
+            internal_shipping_number=record.internal_shipping_number,
+            promised_delivery_date=record.promised_delivery_date,
+        )
+    label_created_at = record.label_created_at if record is not None else None
+    common = dict(
+        carrier=lookup.carrier,
+        tracking_number=lookup.number,
+        tracking_url=references.tracking_url(lookup.carrier, lookup.number),
+        as_of=lookup.as_of,
+        freshness=lookup.freshness.value,
+        reason=_reason(lookup),
+        **registry_facts,
+    )
+    result = lookup.result
+    if result is None:
+        message = lookup.message
+        if lookup.carrier_denies_it and record is not None:
+            classified = _registered_but_unknown(record, now, limits)
+        elif lookup.carrier_denies_it:
+            classified = Classified(TrackingStatus.not_found, None)
+        else:
+            classified = Classified(TrackingStatus.unknown, None)
+        view = ShipmentView(
+            **common,
+            status=classified.status,
+            status_since=classified.since,
+            status_detail=message.message if message else None,
+            carrier_status_code=message.code if message and message.code else None,
+            label_created_at=label_created_at,
+            flags=flags,
+        )
+    else:
+        classified = classify(result, now=now, limits=limits, label_created_at=label_created_at)
+        events = [event_view(e) for e in result.events]
+        view = ShipmentView(
+            **common,
+            status=classified.status,
+            status_detail=result.status_detail,
+            carrier_status_code=result.carrier_status_code,
+            label_created_at=label_created_at or result.label_created_at,
+            status_since=classified.since,
+            last_event=events[0] if events else None,
+            events=events,
+            estimated_delivery=result.estimated_delivery,
+            delivered_at=result.delivered_at,
+            flags=flags,
+        )
+    if record is not None and record.voided:
+        view = view.model_copy(update={"status": TrackingStatus.cancelled})
+    view.flags.extend(_shipment_flags(view, record, now, promised))
+    return view
+
+
+def _shipment_flags(
+    view: ShipmentView, record: ShipmentRecord | None, now: datetime, promised: datetime | None
+) -> list[str]:
+    flags = []
+    if view.status in (TrackingStatus.not_tendered, TrackingStatus.stalled):
+        flags.append(view.status.value)
+    if record is not None and record.claims_shipped and view.status in NEVER_SCANNED:
+        flags.append("internal_mismatch")
+    if promised is not None and view.status not in PROMISE_KEPT_OR_MOOT and now > promised:
+        flags.append("promise_missed")
+    return flags
+
+
+def promise_deadline(value: date | None, zone: tzinfo) -> datetime | None:
+    """The end of a promised day in the business time zone (None when nothing was promised)."""
+    return None if value is None else end_of_day(value, zone)
+
+
+def order_flags(shipments: list[ShipmentView]) -> list[str]:
+    """The union of the shipments' flags, in first-seen order."""
+    seen: dict[str, None] = {}
+    for shipment in shipments:
+        for flag in shipment.flags:
+            seen.setdefault(flag, None)
+    return list(seen)
+
+
+def matched_field(reference: str, resolution: Resolution) -> str:
+    """Which registry field the reference matched (tells the agent what the customer holds)."""
+    if resolution.replaced_from is not None:
+        return "replaced_order"
+    keys = {reference, references.compact(reference)}
+
+    def hit(value: str | None) -> bool:
+        return value is not None and bool({value.upper(), references.compact(value.upper())} & keys)
+
+    if hit(resolution.order_number):
+        return "order_number"
+    table: Mapping[str, Callable[[ShipmentRecord], list[str | None]]] = {
+        "shipment_id": lambda r: [r.shipment_id],
+        "tracking_number": lambda r: [r.tracking_number],
+        "internal_shipping_number": lambda r: [r.internal_shipping_number],
+        "alias": lambda r: list(r.aliases),
+    }
+    for name, values in table.items():
+        if any(hit(v) for r in resolution.shipments for v in values(r)):
+            return name
+    return "alias"
+
+
+class TrackService:
+    """
+    Answers ``GET /v1/track/{reference}`` and the order views built on it.
+
+    Each lookup (:meth:`track`, or :meth:`resolved_view` called on its own)
+    gets one Redis budget, ``TRACKSVC_REDIS_REQUEST_BUDGET_S`` in all
+    (:mod:`tracksvc.core.redis_budget`), and the service keeps the process's
+    "Redis is down" latch: with Redis down or hung, a lookup spends at most its
+    budget on Redis and goes on with the carriers. Registered shipments are
+    looked up as :data:`~tracksvc.callers.REGISTERED`, so they may use the
+    share of the carrier budgets kept for them.
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        settings: Settings,
+        registry: Registry | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.tracker = tracker
+        self.settings = settings
+        self.registry = registry
+        self.limits = Limits(
+            tender_grace_hours=settings.tender_grace_hours,
+            stalled_after_hours=settings.stalled_after_hours,
+        )
+        self.clock = clock
+        self.zone = zone_named(settings.business_timezone)
+        self.redis_latch = RedisLatch(settings.redis_down_latch_s)
+
+    @contextlib.contextmanager
+    def redis_budget(self) -> Iterator[None]:
+        """One Redis budget for the lookup inside, unless it already runs under one."""
+        if current_budget() is not None:
+            yield
+            return
+        with request_budget(self.settings.redis_request_budget_s, self.redis_latch):
+            yield
+
+    def retry_after_s(self) -> int:
+        """When to try again after the registry could not be read (whole seconds, at least 1)."""
+        return max(1, math.ceil(max(self.redis_latch.held_for_s(), self.settings.redis_down_latch_s)))
+
+    async def track(self, raw_reference: str, *, claims: frozenset[str] = frozenset()) -> TrackView:
+        """
+        The agent view of any reference: registered first, then carrier numbers.
+
+        When the registry cannot be read, a carrier number is still answered
+        by its carrier, flagged ``registry_unavailable``; any other reference
+        may be registered, so it is never answered "not found".
+
+        Raises:
+            InvalidReference: the input cannot be a reference.
+            ReferenceNotFound: not registered and no carrier's format.
+            RegistryUnavailable: the registry could not be read and the reference is
+                no carrier's number (it may be a registered order or shipment).
+        """
+        reference = references.normalize(raw_reference)
+        with self.redis_budget():
+            return await self._track(reference, claims)
+
+    async def _track(self, reference: str, claims: frozenset[str]) -> TrackView:
+        registry_note: str | None = None
+        resolution: Resolution | None = None
+        if self.registry is not None:
+            try:
+                resolution = await self.registry.resolve(reference)
+            except RegistryUnavailable as exc:
+                log.warning("registry_unavailable", error=str(exc))
+                registry_note = "registry unavailable: order numbers cannot be resolved right now"
+        if resolution is not None:
+            return await self.resolved_view(reference, resolution, claims=claims)
+        candidates = references.candidates(reference)
+        if not candidates and registry_note:
+            raise RegistryUnavailable(
+                f"{reference!r} may be a registered order or shipment, but the registry (Redis) "
+                "cannot be read right now; try again shortly"
+            )
+        if not candidates:
+            raise ReferenceNotFound(
+                f"{reference!r} is not a registered order or shipment, and not a valid "
+                "UPS, FedEx or USPS tracking number (format and check digit)."
+            )
+        lookup = await self.tracker.lookup_candidates(candidates)
+        now = self.clock()
+        shipments = [shipment_view(lookup, now=now, limits=self.limits)]
+        flags = ["registry_unavailable"] if registry_note else []
+        return self.order_view(
+            reference, "carrier_number", None, shipments, now, extra_flags=flags, claims=claims
+        )
+
+    async def resolved_view(
+        self, reference: str, resolution: Resolution, *, claims: frozenset[str] = frozenset()
+    ) -> TrackView:
+        """The view of a registered order (or a lone registered shipment)."""
+        with self.redis_budget():
+            return await self._resolved_view(reference, resolution, claims)
+
+    async def _resolved_view(
+        self, reference: str, resolution: Resolution, claims: frozenset[str]
+    ) -> TrackView:
+        records = resolution.shipments
+        with acting_as(REGISTERED):  # registered shipments may use the budget's reserved share
+            lookups = await asyncio.gather(
+                *(self.tracker.lookup(r.carrier, r.tracking_number) for r in records)
+            )
+        now = self.clock()
+        order = resolution.order
+        shipments = []
+        for record, lookup in zip(records, lookups, strict=True):
+            promised = promise_deadline(
+                record.promised_delivery_date or (order.promised_delivery_date if order else None),
+                self.zone,
+            )
+            view = shipment_view(lookup, now=now, limits=self.limits, record=record, promised=promised)
+            shipments.append(view)
+            await self.learn(record, lookup)
+        extra: list[str] = []
+        if resolution.replaced_from is not None:
+            extra.append("replaced_order")
+        if not records and order is not None and order.promised_ship_by and now > order.promised_ship_by:
+            extra.append("ship_by_missed")
+        order_promise = promise_deadline(order.promised_delivery_date if order else None, self.zone)
+        if not records and order_promise is not None and now > order_promise:
+            extra.append("promise_missed")  # not even shipped, and the delivery date has passed
+        return self.order_view(
+            reference,
+            resolution.matched or matched_field(reference, resolution),
+            resolution.order_number,
+            shipments,
+            now,
+            extra_flags=extra,
+            order=order,
+            replaced_from=resolution.replaced_from,
+            claims=claims,
+        )
+
+    async def learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
+        """A carrier scan or a carrier void takes the label off the unscanned list (lookup, refresh, push)."""
+        if self.registry is None or lookup.result is None or record.first_scan_at is not None:
+            return
+        scanned = lookup.result.last_physical_scan_at
+        if scanned is None and lookup.result.status is not TrackingStatus.cancelled:
+            return
+        when = (scanned or self.clock()).timestamp()
+        try:
+            async with redis_step("mark scanned"):
+                await self.registry.mark_scanned(record, when)
+        except (RegistryUnavailable, RedisError, OSError) as exc:  # the next lookup learns it
+            log.warning("registry_unavailable", error=str(exc))
+
+    def order_view(
+        self,
+        reference: str,
+        matched: str,
+        order_number: str | None,
+        shipments: list[ShipmentView],
+        now: datetime,
+        *,
+        extra_flags: list[str] | None = None,
+        order: OrderRecord | None = None,
+        replaced_from: str | None = None,
+        claims: frozenset[str] = frozenset(),
+    ) -> TrackView:
+        """
+        Aggregate shipments into the order's status, summary and advice.
+
+        ``claims`` are what the customer tells the agent (``not_received``);
+        a delivered order the customer says never arrived gets its own advice.
+        """
+        status = aggregate([s.status for s in shipments])
+        flags = [*order_flags(shipments), *(extra_flags or [])]
+        if CLAIM_NOT_RECEIVED in claims and status is TrackingStatus.delivered:
+            flags.append("delivered_disputed")
+        facts = self._advice_facts(shipments, status, now)
+        facts.update(
+            order_number=order_number or "unknown",
+            replaced_from=replaced_from or "unknown",
+            ship_by=f"{order.promised_ship_by:%Y-%m-%d}" if order and order.promised_ship_by else "unknown",
+        )
+        advice = advice_for(status, flags, facts)
+        summary = summarize(shipments, now)
+        if replaced_from is not None:
+            summary = f"Order {replaced_from} was re-placed as {order_number}. {summary}"
+        return TrackView(
+            reference=reference,
+            matched=matched,
+            order_number=order_number,
+            replaced_from=replaced_from,
+            status=status,
+            summary=summary,
+            flags=flags,
+            agent_advice=advice.agent,
+            customer_message=advice.customer,
+            shipments=shipments,
+        )
+
+    def _advice_facts(
+        self, shipments: list[ShipmentView], status: TrackingStatus, now: datetime
+    ) -> dict[str, object]:
+        """The facts the advice templates are filled with, from the shipment that decided."""
+        decisive = next((s for s in shipments if s.status is status), shipments[0] if shipments else None)
+        facts: dict[str, object] = {"grace_hours": self.settings.tender_grace_hours}
+        if decisive is None:
+            return facts
+        last = decisive.last_event
+        promised = decisive.promised_delivery_date
+        facts.update(
+            carrier=CARRIER_NAMES[decisive.carrier],
+            tracking_number=decisive.tracking_number,
+            age=humanize_age(decisive.label_created_at, now),
+            label_age_hours=(
+                (now - decisive.label_created_at).total_seconds() / 3600
+                if decisive.label_created_at else None
+            ),
+            last_scan=humanize_age(decisive.status_since or (last.occurred_at if last else None), now),
+            when=humanize_age(decisive.delivered_at, now),
+            detail=decisive.status_detail or (last.description if last else "no details"),
+            reason=decisive.reason or "no answer",
+            origin=decisive.origin or "(unknown warehouse)",
+            promised=f"{promised:%Y-%m-%d}" if promised else "unknown",
+        )
+        return facts
