@@ -177,7 +177,7 @@ class OAuthTransport:
     One carrier's HTTP: an OAuth client-credentials token shared by every
     concurrent call, one refresh and retry on 401, jittered retries on
     transport errors, 5xx and 429, and status codes turned into the
-    :mod:`tracksvc.core.errors` tree.
+    :mod:`carriers.errors` tree.
 
     Subclasses set :attr:`carrier` and implement :meth:`token_request`.
     """
