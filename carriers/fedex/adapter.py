@@ -25,7 +25,7 @@ class Adapter:
 
     Up to :attr:`max_batch` numbers go in one call; longer lists are split
     into batches sent concurrently. When every batch fails, the first
-    :class:`~tracksvc.errors.CarrierError` is raised; when only some fail,
+    :class:`~carriers.errors.CarrierError` is raised; when only some fail,
     their numbers are answered with the failure as a :class:`CarrierMessage`
     so the batches that worked are not thrown away.
     """

@@ -34,8 +34,8 @@ Reading rules (carrier-apis.md section 2; the choices marked *decision* are ours
   leniently; an unreadable one is left empty. Each of the three adds a
   ``parse_warnings`` entry, and none of them raises.
 * A body that is not the Track API's shape raises
-  :class:`~tracksvc.errors.CarrierResponseError`; error envelopes of other
-  HTTP statuses raise the matching :class:`~tracksvc.errors.CarrierError`.
+  :class:`~carriers.errors.CarrierResponseError`; error envelopes of other
+  HTTP statuses raise the matching :class:`~carriers.errors.CarrierError`.
 """
 
 from __future__ import annotations

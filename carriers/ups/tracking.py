@@ -2,10 +2,10 @@
 UPS Track API v1: build the request and parse the answer. Pure: no I/O.
 
 ``parse_response`` turns one ``GET /api/track/v1/details/{n}`` answer into
-:class:`~tracksvc.models.TrackingResult` objects and carrier-level
-:class:`~tracksvc.models.CarrierMessage` outcomes (carrier-apis.md sections
+:class:`~carriers.models.TrackingResult` objects and carrier-level
+:class:`~carriers.models.CarrierMessage` outcomes (carrier-apis.md sections
 1.3-1.6). Shapes it cannot read raise
-:class:`~tracksvc.errors.CarrierResponseError`.
+:class:`~carriers.errors.CarrierResponseError`.
 
 Conventions:
 

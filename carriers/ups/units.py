@@ -1,5 +1,5 @@
 """
-UPS code tables: which UPS code means which :class:`~tracksvc.models.TrackingStatus`.
+UPS code tables: which UPS code means which :class:`~carriers.models.TrackingStatus`.
 
 Three key namespaces, one table each (carrier-apis.md section 1.5):
 
