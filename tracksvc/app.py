@@ -5,6 +5,7 @@ its own cleanup context, registered in dependency order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -27,9 +28,11 @@ from tracksvc.api.routes.track import add_routes
 from tracksvc.api.ui.pages import add_ui_routes
 from tracksvc.core.redis import redis_client
 from tracksvc.core.settings import Settings
+from tracksvc.core.tasks import cancel_and_wait
 from tracksvc.economy.cache import TrackingCache
 from tracksvc.economy.tracker import Tracker
 from tracksvc.registry.store import Registry
+from tracksvc.service.answers import AnswerCache
 from tracksvc.service.lookup import TrackService
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -67,9 +70,15 @@ async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
     }
     cache = TrackingCache.from_settings(app[redis_key], settings)
     app[tracker_key] = Tracker.from_settings(adapters, cache, app[redis_key], settings)
-    app[registry_key] = Registry(app[redis_key])
-    app[service_key] = TrackService(app[tracker_key], settings, app[registry_key])
+    answers = AnswerCache(
+        ttl_s=settings.answer_cache_ttl_s, max_entries=settings.answer_cache_max_entries, redis=app[redis_key]
+    )
+    app[registry_key] = Registry(app[redis_key], on_change=answers.drop)
+    app[service_key] = TrackService(app[tracker_key], settings, app[registry_key], answers=answers)
+    heard = app[service_key].heard
+    listening = asyncio.create_task(answers.listen(heard=heard)) if settings.answer_cache_ttl_s > 0 else None
     yield
+    await cancel_and_wait(listening)
     await app[tracker_key].aclose()
 
 

@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     cache_local_ttl_s: float = Field(default=1.0, ge=0, le=60)
     #: How many answers each replica keeps in memory at most (the oldest go first).
     cache_local_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
+    #: Finished answers (``GET /v1/track`` bodies) each replica keeps, at most this long: the
+    #: backstop should a change message be lost (changes drop them at once; 0: keep none).
+    answer_cache_ttl_s: float = Field(default=10.0, ge=0, le=300)
+    answer_cache_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
 
     @field_validator("business_timezone")
     @classmethod

@@ -106,6 +106,17 @@ def apply_age_rule(status: TrackingStatus, clocks: Clocks, limits: Limits) -> Cl
     return Classified(status, since)
 
 
+def next_age_change(status: TrackingStatus, since: datetime | None, limits: Limits) -> datetime | None:
+    """
+    When ``status`` turns into another by the clock alone (label_created -> not_tendered,
+    in_transit -> stalled), from the time its clock started; None when it never does.
+    """
+    rule = AGE_RULES.get(status)
+    if rule is None or since is None:
+        return None
+    return since + timedelta(hours=float(getattr(limits, rule.limit_setting)))
+
+
 #: Statuses that need somebody to act; the order shows the most urgent (first) one.
 NEEDS_ACTION: tuple[TrackingStatus, ...] = (
     TrackingStatus.not_tendered,

@@ -127,13 +127,13 @@ class TtlPolicy:
             hard = self.hard_active_s
         return max(hard, self.ttl_for(answer))
 
-    def is_fresh(self, answer: CachedAnswer) -> bool:
-        """Whether the answer is within its soft TTL."""
-        return answer.age_s < self.ttl_for(answer)
+    def is_fresh(self, answer: CachedAnswer, *, now: float | None = None) -> bool:
+        """Whether the answer is within its soft TTL (at ``now``, epoch seconds; default: the clock)."""
+        return _age_s(answer, now) < self.ttl_for(answer)
 
-    def state(self, answer: CachedAnswer) -> CacheState:
-        """Fresh, to revalidate in the background, or expired."""
-        age_s = answer.age_s
+    def state(self, answer: CachedAnswer, *, now: float | None = None) -> CacheState:
+        """Fresh, to revalidate in the background, or expired (at ``now``, epoch seconds)."""
+        age_s = _age_s(answer, now)
         if age_s < self.ttl_for(answer):
             return CacheState.fresh
         if age_s < self.hard_ttl_for(answer):
@@ -143,6 +143,10 @@ class TtlPolicy:
     def expire_s(self, answer: CachedAnswer) -> int:
         """Redis expiry: how long it is kept, never below its hard TTL."""
         return max(self.hard_ttl_for(answer), self.keep_s)
+
+
+def _age_s(answer: CachedAnswer, now: float | None) -> float:
+    return answer.age_s if now is None else max(0.0, now - answer.fetched_at)
 
 
 class LocalAnswers:
@@ -209,6 +213,10 @@ class LocalAnswers:
         """Forget the copy of one answer."""
         self._entries.pop((carrier, number), None)
 
+    def clear(self) -> None:
+        """Forget every copy."""
+        self._entries.clear()
+
 
 class TrackingCache:
     """
@@ -249,6 +257,27 @@ class TrackingCache:
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=str(exc))
             return None
+        return self.seen(carrier, number, raw)
+
+    @staticmethod
+    def encode(answer: CachedAnswer) -> bytes:
+        """An answer as stored in Redis (what :meth:`decode` reads back)."""
+        return orjson.dumps(answer.model_dump(mode="json"))
+
+    def remember(self, carrier: Carrier, number: str, answer: CachedAnswer, *, stored: bool) -> None:
+        """
+        Keep this replica's copy in step with a write made elsewhere (a flight's landing script).
+
+        Args:
+            stored: whether Redis took the write; when it did not, no copy is served.
+        """
+        if stored:
+            self.local.put(carrier, number, answer)
+        else:
+            self.local.discard(carrier, number)
+
+    def seen(self, carrier: Carrier, number: str, raw: bytes | str | None) -> CachedAnswer | None:
+        """An entry read from Redis by another step (a flight's open): decoded and kept as a copy."""
         answer = self.decode(carrier, number, raw)
         if answer is not None and self.local.ttl_s > 0:
             self.local.put(carrier, number, answer, newer_only=True)
@@ -269,13 +298,11 @@ class TrackingCache:
         try:
             async with redis_step("cache set"):
                 await self.redis.set(
-                    track_key(carrier, number),
-                    orjson.dumps(answer.model_dump(mode="json")),
-                    ex=self.ttl.expire_s(answer),
+                    track_key(carrier, number), self.encode(answer), ex=self.ttl.expire_s(answer)
                 )
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=str(exc))
-            self.local.discard(carrier, number)  # never serve what Redis does not hold
+            self.remember(carrier, number, answer, stored=False)  # never serve what Redis does not hold
             return False
-        self.local.put(carrier, number, answer)
+        self.remember(carrier, number, answer, stored=True)
         return True

@@ -41,7 +41,7 @@ from __future__ import annotations
 import base64
 import functools
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,7 +55,7 @@ from redis.exceptions import RedisError
 from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
-from tracksvc.domain import references
+from tracksvc.domain import changes, references
 from tracksvc.domain.records import STORED, OrderRecord, ShipmentRecord
 
 UNSCANNED = "tracksvc:labels:unscanned"
@@ -157,6 +157,16 @@ def _refs_of(record: ShipmentRecord) -> Iterable[tuple[RefKind, str]]:
             yield kind, key
 
 
+def _tags_of(record: ShipmentRecord) -> set[str]:
+    """The change tags of a shipment: every reference it answers to, its order's, its carrier answer."""
+    tags = changes.reference_tags(
+        record.shipment_id, record.tracking_number, record.internal_shipping_number,
+        record.order_number, *record.aliases,
+    )
+    tags.add(changes.carrier_tag(record.carrier, record.tracking_number))
+    return tags
+
+
 def _ref_fields(record: ShipmentRecord) -> tuple[object, ...]:
     """What :func:`_refs_of` reads: records equal here answer to the same references."""
     return (record.shipment_id, record.tracking_number, record.internal_shipping_number, record.aliases)
@@ -222,6 +232,8 @@ class _WriteBatch:
         self.latest: dict[str, ShipmentRecord] = {}
         #: Order numbers a shipment of this batch left (they may have none left).
         self.left_orders: set[str] = set()
+        #: What this batch changes, for every replica's kept answers (:mod:`tracksvc.domain.changes`).
+        self.tags: set[str] = set()
 
     def add_shipment(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
         """
@@ -234,6 +246,9 @@ class _WriteBatch:
         sid = record.shipment_id
         previous = self.latest.get(sid, previous)
         self.latest[sid] = record
+        self.tags |= _tags_of(record)
+        if previous is not None:
+            self.tags |= _tags_of(previous)
         rows.append(("SET", shipment_key(sid), record.model_dump_json()))
         refs = set(_refs_of(record))
         rows.extend(("HSET", ref_key(key), kind.value, sid) for kind, key in refs)
@@ -285,13 +300,15 @@ class _WriteBatch:
         # else ZADD NX after a ZADD of this batch changes nothing
 
     def commands(self) -> list[Command]:
-        """Every command of the batch."""
+        """Every command of the batch, the change's announcement last."""
         commands = self.rows
         for key, members in self.index.items():
             _queue_zset(commands, key, members, nx=False)
         for nx in (False, True):
             due = {sid: at for sid, (at, only_new) in self.due.items() if only_new is nx}
             _queue_zset(commands, REFRESH_DUE, due, nx=nx)
+        if self.tags:
+            commands.append(("PUBLISH", changes.CHANGES_CHANNEL, changes.encode(self.tags)))
         return commands
 
 
@@ -444,9 +461,16 @@ def _order_conflict(
 class Registry:
     """Shipments, orders and references in Redis."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, on_change: Callable[[set[str]], None] | None = None) -> None:
         self.redis = redis
         self._resume_at = redis.register_script(_RESUME_AT)
+        #: Told the tags of every write this replica makes, once it is stored (its own kept
+        #: answers go at once; other replicas hear the same tags over pub/sub).
+        self.on_change = on_change
+
+    def _changed(self, tags: set[str]) -> None:
+        if tags and self.on_change is not None:
+            self.on_change(tags)
 
     # -- writes ------------------------------------------------------------
 
@@ -532,6 +556,7 @@ class Registry:
                     numbered.setdefault(key, set()).add(record.order_number)
             outcomes.append(record)
         await self._write(batch.commands())
+        self._changed(batch.tags)
         await self._forget_orphan_orders(batch.left_orders)
         return outcomes
 
@@ -550,6 +575,7 @@ class Registry:
         for record in records:
             batch.add_shipment(record, (previous or {}).get(record.shipment_id))
         await self._write(batch.commands())
+        self._changed(batch.tags)
         await self._forget_orphan_orders(batch.left_orders)
 
     async def _claimants(
@@ -663,6 +689,7 @@ class Registry:
         dropped = set() if previous is None else {
             key for earlier in previous.replaces for key in _safe_reference_keys(earlier)
         } - replaced
+        tags = changes.reference_tags(number, *record.replaces, *(previous.replaces if previous else ()))
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(order_key(number), record.model_dump_json())
@@ -672,9 +699,11 @@ class Registry:
                     pipe.hset(ref_key(key), RefKind.replaced.value, number)
                 for key in dropped:
                     pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), RefKind.replaced.value, number)
+                pipe.publish(changes.CHANGES_CHANNEL, changes.encode(tags))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        self._changed(tags)
         return record
 
     async def _check_order_number(self, number: str) -> None:

@@ -11,40 +11,47 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 import structlog
 from redis.exceptions import RedisError
 
 from tracksvc.core.errors import ReferenceNotFound, RegistryUnavailable
-from tracksvc.core.models import TrackingEvent, TrackingStatus
+from tracksvc.core.models import Carrier, TrackingEvent, TrackingStatus
 from tracksvc.core.redis_budget import RedisLatch, current_budget, redis_step, request_budget
 from tracksvc.core.settings import Settings, zone_named
-from tracksvc.domain import references
+from tracksvc.domain import changes, references
 from tracksvc.domain.advice import CARRIER_NAMES, advice_for, humanize_age
+from tracksvc.domain.flags import CLAIMS as CLAIMS  # re-exported: the track route checks ?claim=
+from tracksvc.domain.flags import (
+    PROMISE_KEPT_OR_MOOT,
+    OrderFacts,
+    ShipmentFacts,
+    order_flags,
+    shipment_flags,
+)
 from tracksvc.domain.records import OrderRecord, ShipmentRecord, end_of_day
-from tracksvc.domain.status import Classified, Clocks, Limits, aggregate, apply_age_rule, classify
+from tracksvc.domain.status import (
+    Classified,
+    Clocks,
+    Limits,
+    aggregate,
+    apply_age_rule,
+    classify,
+    next_age_change,
+)
 from tracksvc.domain.summary import summarize
 from tracksvc.domain.views import EventView, ShipmentView, TrackView, location_text
+from tracksvc.economy.cache import FINAL_STATUSES, CachedAnswer
 from tracksvc.economy.callers import REGISTERED, acting_as
 from tracksvc.economy.tracker import Freshness, Lookup, Tracker
 from tracksvc.registry.store import Registry, Resolution
+from tracksvc.service.answers import AnswerCache
 
 log = structlog.get_logger("service")
 
-#: Carrier statuses that mean the carrier never had the parcel in hand.
-NEVER_SCANNED = frozenset(
-    {TrackingStatus.label_created, TrackingStatus.not_tendered, TrackingStatus.not_found}
-)
-
-#: What a customer may tell the agent, passed as ``?claim=`` on ``GET /v1/track/{reference}``.
-CLAIM_NOT_RECEIVED = "not_received"
-CLAIMS = frozenset({CLAIM_NOT_RECEIVED})
-
-#: Statuses after which a promised date no longer matters.
-PROMISE_KEPT_OR_MOOT = frozenset(
-    {TrackingStatus.delivered, TrackingStatus.cancelled, TrackingStatus.returned_to_sender}
-)
+#: Freshness of shipments a view may be kept with (the carrier answered; nothing stale).
+KEEPABLE = frozenset({Freshness.live.value, Freshness.cached.value})
 
 
 def event_view(event: TrackingEvent) -> EventView:
@@ -93,9 +100,6 @@ def shipment_view(
         record: the registry's record, when the shipment is registered.
         promised: end of the promised delivery day, when one was promised.
     """
-    flags: list[str] = []
-    if lookup.freshness is Freshness.stale:
-        flags.append("stale")
     registry_facts: dict[str, object] = {}
     if record is not None:
         registry_facts = dict(
@@ -134,7 +138,6 @@ def shipment_view(
             status_detail=message.message if message else None,
             carrier_status_code=message.code if message and message.code else None,
             label_created_at=label_created_at,
-            flags=flags,
         )
     else:
         classified = classify(result, now=now, limits=limits, label_created_at=label_created_at)
@@ -150,39 +153,22 @@ def shipment_view(
             events=events,
             estimated_delivery=result.estimated_delivery,
             delivered_at=result.delivered_at,
-            flags=flags,
         )
     if record is not None and record.voided:
         view = view.model_copy(update={"status": TrackingStatus.cancelled})
-    view.flags.extend(_shipment_flags(view, record, now, promised))
+    view.flags.extend(shipment_flags(ShipmentFacts(
+        status=view.status,
+        now=now,
+        stale=lookup.freshness is Freshness.stale,
+        claims_shipped=record is not None and record.claims_shipped,
+        promised=promised,
+    )))
     return view
-
-
-def _shipment_flags(
-    view: ShipmentView, record: ShipmentRecord | None, now: datetime, promised: datetime | None
-) -> list[str]:
-    flags = []
-    if view.status in (TrackingStatus.not_tendered, TrackingStatus.stalled):
-        flags.append(view.status.value)
-    if record is not None and record.claims_shipped and view.status in NEVER_SCANNED:
-        flags.append("internal_mismatch")
-    if promised is not None and view.status not in PROMISE_KEPT_OR_MOOT and now > promised:
-        flags.append("promise_missed")
-    return flags
 
 
 def promise_deadline(value: date | None, zone: tzinfo) -> datetime | None:
     """The end of a promised day in the business time zone (None when nothing was promised)."""
     return None if value is None else end_of_day(value, zone)
-
-
-def order_flags(shipments: list[ShipmentView]) -> list[str]:
-    """The union of the shipments' flags, in first-seen order."""
-    seen: dict[str, None] = {}
-    for shipment in shipments:
-        for flag in shipment.flags:
-            seen.setdefault(flag, None)
-    return list(seen)
 
 
 def matched_field(reference: str, resolution: Resolution) -> str:
@@ -228,8 +214,12 @@ class TrackService:
         registry: Registry | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        answers: AnswerCache | None = None,
     ) -> None:
         self.tracker = tracker
+        self.answers = answers
+        if answers is not None:
+            tracker.add_listener(self._carrier_answer_changed)
         self.settings = settings
         self.registry = registry
         self.limits = Limits(
@@ -252,6 +242,79 @@ class TrackService:
     def retry_after_s(self) -> int:
         """When to try again after the registry could not be read (whole seconds, at least 1)."""
         return max(1, math.ceil(max(self.redis_latch.held_for_s(), self.settings.redis_down_latch_s)))
+
+    async def answer(self, raw_reference: str, *, claims: frozenset[str] = frozenset()) -> bytes:
+        """
+        The agent view of any reference as JSON bytes: the kept answer when there is
+        one (:mod:`tracksvc.service.answers`), else :meth:`track`'s, kept if it may be.
+
+        Raises:
+            the errors of :meth:`track`.
+        """
+        reference = references.normalize(raw_reference)
+        key = (reference, claims)
+        if self.answers is not None:
+            kept = self.answers.get(key)
+            if kept is not None:
+                return kept
+        view = await self.track(reference, claims=claims)
+        body = view.model_dump_json().encode()
+        if self.answers is not None:
+            self._keep(key, view)
+        return body
+
+    def _keep(self, key: tuple[str, frozenset[str]], view: TrackView) -> None:
+        """Keep ``view`` while it stays true (see :mod:`tracksvc.service.answers`)."""
+        assert self.answers is not None
+        if not view.shipments or "registry_unavailable" in view.flags:
+            return  # nothing asked of a carrier, or built without the registry: cheap or doubtful
+        if any(s.freshness not in KEEPABLE or s.status is TrackingStatus.unknown for s in view.shipments):
+            return
+        now = self.clock()
+        until = [self._valid_until(s, now) for s in view.shipments]
+        valid_s = (min(until) - now).total_seconds()
+        tags = changes.reference_tags(key[0], view.order_number, view.replaced_from)
+        for s in view.shipments:
+            tags |= changes.reference_tags(s.shipment_id, s.tracking_number, s.order_number)
+            tags.add(changes.carrier_tag(s.carrier, s.tracking_number))
+        kept = view.model_copy(update={"shipments": [
+            s.model_copy(update={"freshness": Freshness.cached.value}) if s.freshness == Freshness.live.value
+            else s
+            for s in view.shipments
+        ]})
+        self.answers.put(key, kept.model_dump_json().encode(), valid_s=valid_s, tags=tags)
+
+    def _valid_until(self, shipment: ShipmentView, now: datetime) -> datetime:
+        """Until when a shipment's part of a view stays true: its carrier answer's freshness, its clocks."""
+        ttl_s = (
+            self.settings.cache_ttl_final_s if shipment.status in FINAL_STATUSES
+            else self.settings.cache_ttl_not_found_s if shipment.status is TrackingStatus.not_found
+            else self.settings.cache_ttl_active_s
+        )
+        candidates = [(shipment.as_of or now) + timedelta(seconds=ttl_s)]
+        turns = next_age_change(shipment.status, shipment.status_since, self.limits)
+        if turns is not None:
+            candidates.append(turns)
+        if shipment.promised_delivery_date is not None and shipment.status not in PROMISE_KEPT_OR_MOOT:
+            promised = promise_deadline(shipment.promised_delivery_date, self.zone)
+            if promised is not None and promised > now:
+                candidates.append(promised)
+        return min(candidates)
+
+    def heard(self, tags: set[str]) -> None:
+        """Another replica changed what ``tags`` name: forget this replica's copies of those answers."""
+        if changes.EVERYTHING in tags:
+            self.tracker.cache.local.clear()
+            return
+        for carrier, number in changes.carriers_named(tags):
+            self.tracker.cache.local.discard(carrier, number)
+
+    async def _carrier_answer_changed(
+        self, carrier: Carrier, number: str, previous: CachedAnswer | None, current: CachedAnswer
+    ) -> None:
+        # A first answer changes no kept view (none was built without it); a newer one may.
+        if previous is not None and self.answers is not None:
+            await self.answers.changed({changes.carrier_tag(carrier, number)})
 
     async def track(self, raw_reference: str, *, claims: frozenset[str] = frozenset()) -> TrackView:
         """
@@ -296,9 +359,9 @@ class TrackService:
         lookup = await self.tracker.lookup_candidates(candidates)
         now = self.clock()
         shipments = [shipment_view(lookup, now=now, limits=self.limits)]
-        flags = ["registry_unavailable"] if registry_note else []
         return self.order_view(
-            reference, "carrier_number", None, shipments, now, extra_flags=flags, claims=claims
+            reference, "carrier_number", None, shipments, now,
+            registry_unavailable=registry_note is not None, claims=claims,
         )
 
     async def resolved_view(
@@ -327,21 +390,12 @@ class TrackService:
             view = shipment_view(lookup, now=now, limits=self.limits, record=record, promised=promised)
             shipments.append(view)
             await self.learn(record, lookup)
-        extra: list[str] = []
-        if resolution.replaced_from is not None:
-            extra.append("replaced_order")
-        if not records and order is not None and order.promised_ship_by and now > order.promised_ship_by:
-            extra.append("ship_by_missed")
-        order_promise = promise_deadline(order.promised_delivery_date if order else None, self.zone)
-        if not records and order_promise is not None and now > order_promise:
-            extra.append("promise_missed")  # not even shipped, and the delivery date has passed
         return self.order_view(
             reference,
             resolution.matched or matched_field(reference, resolution),
             resolution.order_number,
             shipments,
             now,
-            extra_flags=extra,
             order=order,
             replaced_from=resolution.replaced_from,
             claims=claims,
@@ -369,7 +423,7 @@ class TrackService:
         shipments: list[ShipmentView],
         now: datetime,
         *,
-        extra_flags: list[str] | None = None,
+        registry_unavailable: bool = False,
         order: OrderRecord | None = None,
         replaced_from: str | None = None,
         claims: frozenset[str] = frozenset(),
@@ -379,11 +433,19 @@ class TrackService:
 
         ``claims`` are what the customer tells the agent (``not_received``);
         a delivered order the customer says never arrived gets its own advice.
+        The flags are the shipments' and the order's own (:mod:`tracksvc.domain.flags`).
         """
         status = aggregate([s.status for s in shipments])
-        flags = [*order_flags(shipments), *(extra_flags or [])]
-        if CLAIM_NOT_RECEIVED in claims and status is TrackingStatus.delivered:
-            flags.append("delivered_disputed")
+        flags = order_flags((s.flags for s in shipments), OrderFacts(
+            status=status,
+            now=now,
+            has_shipments=bool(shipments),
+            promised=promise_deadline(order.promised_delivery_date if order else None, self.zone),
+            ship_by=order.promised_ship_by if order else None,
+            replaced=replaced_from is not None,
+            registry_unavailable=registry_unavailable,
+            claims=claims,
+        ))
         facts = self._advice_facts(shipments, status, now)
         facts.update(
             order_number=order_number or "unknown",

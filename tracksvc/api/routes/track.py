@@ -95,10 +95,10 @@ async def track_reference(request: web.Request) -> web.Response:
     service = request.app[service_key]
     try:
         with acting_as(ad_hoc(presented_key(request))):  # unregistered numbers: this key's share
-            view = await service.track(request.match_info.get("reference", ""), claims=claims)
+            body = await service.answer(request.match_info.get("reference", ""), claims=claims)
     except RegistryUnavailable as exc:
         return registry_unavailable(str(exc), service.retry_after_s())
-    return json_response(view)
+    return web.Response(body=body, content_type="application/json")
 
 
 def registry_unavailable(message: str, retry_after_s: int) -> web.Response:
