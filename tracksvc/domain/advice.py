@@ -2,21 +2,25 @@
 What to tell the agent and the customer, per situation: data tables of
 templates, filled with the facts of one order. Pure; no I/O.
 
-A situation is a status (``not_tendered``), a flag (``internal_mismatch``)
-or a fact the clock adds (``not_tendered_long``: a label so old it will not
-ship). When several apply, :data:`PRECEDENCE` says which one speaks: the
-specific stories first, then the statuses that need action, then a missed
-promise, then the plain status. ``replaced_order`` never hides the
-advice; it is said first (:data:`PREFACE_ADVICE`).
+A situation is a status (:class:`TrackingStatus`), a flag (:class:`Flag`)
+or a fact the clock adds (:class:`Clocked`: ``not_tendered_long``, a label
+so old it will not ship). Every flag has one entry in :data:`ADVICE_BY_FLAG`
+saying what it does to the advice: it has words of its own, it is said
+first (``replaced_order``, never hiding the advice), it is a status whose
+own advice speaks, or it only informs. When several situations apply,
+:data:`PRECEDENCE` says which one speaks: the specific stories first, then
+the statuses that need action, then a missed promise, then the plain status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.domain.flags import Flag
 from tracksvc.domain.status import NEEDS_ACTION
 
 CARRIER_NAMES: Mapping[Carrier, str] = {
@@ -34,12 +38,53 @@ class Advice:
     customer: str
 
 
+@dataclass(frozen=True)
+class Preface:
+    """A flag whose words are said before the advice, never instead of it."""
+
+    advice: Advice
+
+
+@dataclass(frozen=True)
+class StatusSpeaks:
+    """A flag that is a shipment status: that status's advice speaks for it, ranked as the status."""
+
+    status: TrackingStatus
+
+
+@dataclass(frozen=True)
+class NoAdviceOfItsOwn:
+    """A flag that only informs; the status's (or another flag's) advice speaks. ``why`` says why."""
+
+    why: str
+
+
+#: What one flag does to the advice.
+FlagAdvice = Advice | Preface | StatusSpeaks | NoAdviceOfItsOwn
+
+
+class Clocked(StrEnum):
+    """Situations the clock adds to a status; not flags (answers never list them)."""
+
+    #: not_tendered for :data:`LONG_NOT_TENDERED_HOURS` or more: lost, not late.
+    not_tendered_long = "not_tendered_long"
+
+
+#: Anything :data:`PRECEDENCE` can rank.
+Situation = Flag | TrackingStatus | Clocked
+
 #: A label never scanned for this long is lost, not late: cancel or refund now.
 LONG_NOT_TENDERED_HOURS = 7 * 24
 
-#: Flags and clock-derived situations that carry their own advice.
-FLAG_ADVICE: Mapping[str, Advice] = {
-    "internal_mismatch": Advice(
+#: One entry per flag, in :class:`Flag` order: a flag without one fails the tests.
+ADVICE_BY_FLAG: Mapping[Flag, FlagAdvice] = {
+    Flag.stale: NoAdviceOfItsOwn(
+        "the last known answer still holds: the shipment's freshness and reason say why it is "
+        "stale, and the status's advice speaks"
+    ),
+    Flag.not_tendered: StatusSpeaks(TrackingStatus.not_tendered),
+    Flag.stalled: StatusSpeaks(TrackingStatus.stalled),
+    Flag.internal_mismatch: Advice(
         agent=(
             "Our system says this parcel shipped, but {carrier} never scanned it "
             "(tracking number {tracking_number}, label printed {age}). Do not quote the internal "
@@ -50,7 +95,34 @@ FLAG_ADVICE: Mapping[str, Advice] = {
             "our team will contact you with a replacement or a refund."
         ),
     ),
-    "delivered_disputed": Advice(
+    Flag.replaced_order: Preface(
+        Advice(
+            agent=(
+                "Order {replaced_from} was cancelled and re-placed as order {order_number}: give "
+                "the customer the new number. "
+            ),
+            customer="Your order {replaced_from} now has a new order number, {order_number}. ",
+        )
+    ),
+    Flag.ship_by_missed: Advice(
+        agent=(
+            "This order was never shipped: no label exists and the ship-by date ({ship_by}) "
+            "has passed. Escalate to the warehouse or offer a cancellation and refund now."
+        ),
+        customer="Your order has not shipped yet. We are sorry for the delay and are looking into it.",
+    ),
+    Flag.promise_missed: Advice(
+        agent=(
+            "The promised delivery date ({promised}) has passed. Apologise, give the latest "
+            "{carrier} estimate, and offer the shipping refund our policy allows."
+        ),
+        customer="Your order is later than we promised. We are sorry; it is still on its way.",
+    ),
+    Flag.registry_unavailable: NoAdviceOfItsOwn(
+        "the carrier's answer is whole and its status's advice holds; only the registry's "
+        "facts (order, warehouse, promise) could not be read, and no advice can supply them"
+    ),
+    Flag.delivered_disputed: Advice(
         agent=(
             "{carrier} shows this parcel delivered {when}. Check the delivery location and "
             "neighbours with the customer; if it is still missing, open a {carrier} claim and "
@@ -58,21 +130,11 @@ FLAG_ADVICE: Mapping[str, Advice] = {
         ),
         customer="Your parcel was delivered {when}. If you cannot find it, contact us and we will help.",
     ),
-    "promise_missed": Advice(
-        agent=(
-            "The promised delivery date ({promised}) has passed. Apologise, give the latest "
-            "{carrier} estimate, and offer the shipping refund our policy allows."
-        ),
-        customer="Your order is later than we promised. We are sorry; it is still on its way.",
-    ),
-    "ship_by_missed": Advice(
-        agent=(
-            "This order was never shipped: no label exists and the ship-by date ({ship_by}) "
-            "has passed. Escalate to the warehouse or offer a cancellation and refund now."
-        ),
-        customer="Your order has not shipped yet. We are sorry for the delay and are looking into it.",
-    ),
-    "not_tendered_long": Advice(
+}
+
+#: Words for what the clock adds.
+CLOCKED_ADVICE: Mapping[Clocked, Advice] = {
+    Clocked.not_tendered_long: Advice(
         agent=(
             "{carrier} never received this package: the label was printed {age} and never "
             "scanned, so it will not ship now. Cancel the label and refund the customer now "
@@ -86,15 +148,15 @@ FLAG_ADVICE: Mapping[str, Advice] = {
     ),
 }
 
-#: Said before the advice, never instead of it.
-PREFACE_ADVICE: Mapping[str, Advice] = {
-    "replaced_order": Advice(
-        agent=(
-            "Order {replaced_from} was cancelled and re-placed as order {order_number}: give the "
-            "customer the new number. "
-        ),
-        customer="Your order {replaced_from} now has a new order number, {order_number}. ",
-    ),
+#: Flags and clock-derived situations that carry words of their own (read from the tables above).
+FLAG_ADVICE: Mapping[Flag | Clocked, Advice] = {
+    **{flag: said for flag, said in ADVICE_BY_FLAG.items() if isinstance(said, Advice)},
+    **{clocked: said for clocked, said in CLOCKED_ADVICE.items()},
+}
+
+#: Flags said before the advice, never instead of it (read from :data:`ADVICE_BY_FLAG`).
+PREFACE_ADVICE: Mapping[Flag, Advice] = {
+    flag: said.advice for flag, said in ADVICE_BY_FLAG.items() if isinstance(said, Preface)
 }
 
 #: Advice per order status.
@@ -193,13 +255,13 @@ STATUS_ADVICE: Mapping[TrackingStatus, Advice] = {
 
 #: Which situation speaks when several apply: the first one present wins;
 #: with none of these, the order status's own advice.
-PRECEDENCE: tuple[str, ...] = (
-    "internal_mismatch",
-    "ship_by_missed",
-    "delivered_disputed",
-    "not_tendered_long",
-    *(status.value for status in NEEDS_ACTION),
-    "promise_missed",
+PRECEDENCE: tuple[Situation, ...] = (
+    Flag.internal_mismatch,
+    Flag.ship_by_missed,
+    Flag.delivered_disputed,
+    Clocked.not_tendered_long,
+    *NEEDS_ACTION,
+    Flag.promise_missed,
 )
 
 
@@ -224,28 +286,54 @@ def humanize_age(since: datetime | None, now: datetime) -> str:
     return f"{days} days ago"
 
 
-def situations(status: TrackingStatus, flags: list[str], facts: Mapping[str, object]) -> set[str]:
-    """Every situation that applies: the status, the flags, and what the clock adds."""
-    present = {status.value, *flags}
+def situations(
+    status: TrackingStatus, flags: Iterable[str], facts: Mapping[str, object]
+) -> set[Situation]:
+    """
+    Every situation that applies: the status, the flags (and the statuses
+    they stand for), and what the clock adds.
+
+    Args:
+        status: the order status.
+        flags: the order's flags (:class:`Flag` members or their values).
+        facts: the template facts (``label_age_hours`` is read here).
+
+    Raises:
+        ValueError: a flag that :class:`Flag` does not name.
+    """
+    present: set[Situation] = {status}
+    for flag in map(Flag, flags):
+        present.add(flag)
+        said = ADVICE_BY_FLAG[flag]
+        if isinstance(said, StatusSpeaks):
+            present.add(said.status)
     age_h = facts.get("label_age_hours")
     if (
         status is TrackingStatus.not_tendered
         and isinstance(age_h, int | float)
         and age_h >= LONG_NOT_TENDERED_HOURS
     ):
-        present.add("not_tendered_long")
+        present.add(Clocked.not_tendered_long)
     return present
 
 
-def advice_for(status: TrackingStatus, flags: list[str], facts: Mapping[str, object]) -> Advice:
+def advice_for(status: TrackingStatus, flags: Iterable[str], facts: Mapping[str, object]) -> Advice:
     """
     The advice for an order: the first situation of :data:`PRECEDENCE` that
-    applies, else its status's; prefaced by ``replaced_order`` when it applies.
+    applies, else its status's; prefaced by each :class:`Preface` flag present.
+
+    Args:
+        status: the order status.
+        flags: the order's flags (:class:`Flag` members or their values).
+        facts: what the templates are filled with; a missing fact reads "unknown".
+
+    Raises:
+        ValueError: a flag that :class:`Flag` does not name.
     """
     present = situations(status, flags, facts)
-    name = next((s for s in PRECEDENCE if s in present), status.value)
-    chosen = FLAG_ADVICE.get(name) or STATUS_ADVICE[TrackingStatus(name)]
-    preface = [PREFACE_ADVICE[f] for f in PREFACE_ADVICE if f in present]
+    name = next((s for s in PRECEDENCE if s in present), status)
+    chosen = STATUS_ADVICE[name] if isinstance(name, TrackingStatus) else FLAG_ADVICE[name]
+    preface = [advice for flag, advice in PREFACE_ADVICE.items() if flag in present]
     fill = _Facts(facts)
     return Advice(
         agent="".join(p.agent for p in preface).format_map(fill) + chosen.agent.format_map(fill),

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracksvc.core.models import Carrier, Location, TrackingStatus
+from tracksvc.domain.flags import Flag
 
 
 class _View(BaseModel):
@@ -48,7 +49,7 @@ class ShipmentView(_View):
     freshness: str
     #: What went wrong when the carrier could not be asked, or why the answer is stale.
     reason: str | None = None
-    flags: list[str] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
     #: Registry facts (agent view only): where it left from, what our systems claim.
     order_number: str | None = None
     origin: str | None = None
@@ -70,7 +71,7 @@ class TrackView(_View):
     replaced_from: str | None = None
     status: TrackingStatus
     summary: str
-    flags: list[str] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
     agent_advice: str
     customer_message: str
     shipments: list[ShipmentView]
