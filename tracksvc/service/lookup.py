@@ -25,6 +25,7 @@ from tracksvc.domain.advice import CARRIER_NAMES, advice_for, humanize_age
 from tracksvc.domain.flags import CLAIMS as CLAIMS  # re-exported: the track route checks ?claim=
 from tracksvc.domain.flags import (
     PROMISE_KEPT_OR_MOOT,
+    Flag,
     OrderFacts,
     ShipmentFacts,
     order_flags,
@@ -266,7 +267,7 @@ class TrackService:
     def _keep(self, key: tuple[str, frozenset[str]], view: TrackView) -> None:
         """Keep ``view`` while it stays true (see :mod:`tracksvc.service.answers`)."""
         assert self.answers is not None
-        if not view.shipments or "registry_unavailable" in view.flags:
+        if not view.shipments or Flag.registry_unavailable in view.flags:
             return  # nothing asked of a carrier, or built without the registry: cheap or doubtful
         if any(s.freshness not in KEEPABLE or s.status is TrackingStatus.unknown for s in view.shipments):
             return
