@@ -293,12 +293,21 @@ class TrackingCache:
             log.warning("cache_entry_unreadable", carrier=carrier.value, tracking_number=number)
             return None
 
-    async def set(self, carrier: Carrier, number: str, answer: CachedAnswer) -> bool:
-        """Store an answer until its hard limit; False when Redis is down."""
+    async def set(
+        self, carrier: Carrier, number: str, answer: CachedAnswer, *, encoded: bytes | None = None
+    ) -> bool:
+        """
+        Store an answer until its hard limit; False when Redis is down.
+
+        Args:
+            encoded: the answer as :meth:`encode` made it, when the caller has it already.
+        """
         try:
             async with redis_step("cache set"):
                 await self.redis.set(
-                    track_key(carrier, number), self.encode(answer), ex=self.ttl.expire_s(answer)
+                    track_key(carrier, number),
+                    encoded if encoded is not None else self.encode(answer),
+                    ex=self.ttl.expire_s(answer),
                 )
         except (RedisError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=str(exc))

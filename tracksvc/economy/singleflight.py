@@ -9,6 +9,14 @@ Across replicas, per number (one hash tag, so one slot)::
     tracksvc:flight:{<carrier>:<number>}:result   the last flight's outcome, kept a few seconds
     tracksvc:flight:{<carrier>:<number>}:done     pub/sub channel: the outcome, as it is known
 
+The number's cache entry (``tracksvc:track:{<carrier>:<number>}``,
+:mod:`tracksvc.economy.cache`) carries the same hash tag, so one script may
+touch all of them and a cold lookup costs two round trips of its own besides
+the budget's: :meth:`RedisFlights.open` reads the cache entry and, when there
+is none, takes the lock in the same script; :meth:`RedisFlights.land` stores
+the answer in the cache, deletes the lock, keeps the outcome and publishes it,
+again in one script.
+
 The holder asks the carrier, then in one script deletes its lock, stores the
 outcome and publishes it. A replica that finds the lock held subscribes to
 the channel, then looks at the lock once more: gone means the outcome is
@@ -125,6 +133,24 @@ class FlightLock:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A cache entry a flight's landing stores (its key shares the number's hash tag)."""
+
+    key: str
+    value: bytes
+    ttl_s: int
+
+
+@dataclass(frozen=True)
+class FirstRead:
+    """A number's first read: its cache entry, and, when there was none, whether we took its lock."""
+
+    outcome: LockOutcome | None  # None: something was cached, the lock was not tried
+    lock: FlightLock | None
+    entry: bytes | None
+
+
+@dataclass(frozen=True)
 class Waited:
     """The end of a wait, with the outcome's payload when there is one."""
 
@@ -140,14 +166,31 @@ def _as_bytes(value: object) -> bytes | None:
     return None
 
 
-# KEYS: lock, result. ARGV: token, payload, result ttl ms, channel.
+# KEYS: lock, result, then the cache entry to store (optional). ARGV: token, payload,
+# result ttl ms, channel, then the entry and its ttl in seconds (with the entry).
 _FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
+if KEYS[3] then
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return 1
+"""
+
+# KEYS: cache entry, lock. ARGV: token, lock ttl ms. Returns {entry or nil, 1 when the lock
+# was taken}: the lock is tried only when nothing is cached.
+_OPEN_SCRIPT = """
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  return {entry, 0}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {false, 1}
+end
+return {false, 0}
 """
 
 # KEYS: lock. ARGV: token, ttl ms.
@@ -176,10 +219,43 @@ class RedisFlights:
         self.result_ttl_s = result_ttl_s
         self._finish = redis.register_script(_FINISH_SCRIPT)
         self._renew = redis.register_script(_RENEW_SCRIPT)
+        self._open = redis.register_script(_OPEN_SCRIPT)
 
     @property
     def _lock_ttl_ms(self) -> int:
         return max(1, int(self.lock_ttl_s * 1000))
+
+    async def open(self, carrier: Carrier, number: str, entry_key: str) -> FirstRead:
+        """
+        Read the number's cache entry and, when there is none, try its lock, in one round trip.
+
+        Args:
+            entry_key: the number's cache key (same hash tag as its flight keys).
+
+        Returns:
+            The entry read; with no entry, what trying the lock found (``unavailable``
+            when Redis failed: nothing was read then either).
+        """
+        token = secrets.token_hex(8)
+        try:
+            async with redis_step("cache get and flight lock"):
+                raw, taken = await self._open(
+                    keys=[entry_key, flight_key(carrier, number, "lock")], args=[token, self._lock_ttl_ms]
+                )
+        except (RedisError, OSError) as exc:
+            log.warning("flight_lock_unavailable", carrier=carrier.value, error=str(exc))
+            return FirstRead(LockOutcome.unavailable, None, None)
+        entry = _as_bytes(raw)
+        if entry is not None:
+            return FirstRead(None, None, entry)
+        if not int(taken):
+            return FirstRead(LockOutcome.held, None, None)
+        return FirstRead(LockOutcome.acquired, self._held(carrier, number, token), None)
+
+    def _held(self, carrier: Carrier, number: str, token: str) -> FlightLock:
+        lock = FlightLock(carrier, number, token)
+        lock.renewer = asyncio.get_running_loop().create_task(self._keep(lock))
+        return lock
 
     async def acquire(
         self, carrier: Carrier, number: str, *, peek: str | None = None
@@ -208,9 +284,7 @@ class RedisFlights:
         peeked = _as_bytes(replies[1]) if peek is not None else None
         if not replies[0]:
             return LockOutcome.held, None, peeked
-        lock = FlightLock(carrier, number, token)
-        lock.renewer = asyncio.get_running_loop().create_task(self._keep(lock))
-        return LockOutcome.acquired, lock, peeked
+        return LockOutcome.acquired, self._held(carrier, number, token), peeked
 
     async def _keep(self, lock: FlightLock) -> None:
         key = flight_key(lock.carrier, lock.number, "lock")
@@ -228,26 +302,41 @@ class RedisFlights:
             except (RedisError, OSError):
                 return
 
-    async def finish(self, lock: FlightLock, payload: bytes) -> None:
-        """Release the lock, store the outcome and publish it to whoever waits."""
+    async def finish(self, lock: FlightLock, payload: bytes, *, store: Entry | None = None) -> bool:
+        """
+        Release the lock, keep the outcome and publish it to whoever waits, in one round trip.
+
+        Args:
+            payload: the outcome, as waiters read it.
+            store: a cache entry to write in the same script (the answer the flight got).
+
+        Returns:
+            False when Redis could not be reached (nothing was written).
+        """
         lock.finished = True
         if lock.renewer is not None:
             lock.renewer.cancel()
+        keys = [
+            flight_key(lock.carrier, lock.number, "lock"),
+            flight_key(lock.carrier, lock.number, "result"),
+        ]
+        args: list[bytes | str | int] = [
+            lock.token,
+            payload,
+            max(1, int(self.result_ttl_s * 1000)),
+            flight_key(lock.carrier, lock.number, "done"),
+        ]
+        if store is not None:
+            keys.append(store.key)
+            args += [store.value, max(1, store.ttl_s)]
         try:
             async with redis_step("flight finish"):
-                await self._finish(
-                    keys=[flight_key(lock.carrier, lock.number, "lock"),
-                          flight_key(lock.carrier, lock.number, "result")],
-                    args=[
-                        lock.token,
-                        payload,
-                        max(1, int(self.result_ttl_s * 1000)),
-                        flight_key(lock.carrier, lock.number, "done"),
-                    ],
-                )
+                await self._finish(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             # The lock expires by itself; waiters notice and ask the carrier.
             log.warning("flight_finish_unavailable", carrier=lock.carrier.value, error=str(exc))
+            return False
+        return True
 
     async def wait(self, carrier: Carrier, number: str, until: float) -> Waited:
         """

@@ -1,0 +1,126 @@
+"""
+What a cold lookup costs in Redis round trips, counted on the real
+redis-server by the client's own connections (redis-py's ``connection_class``
+hook: each packed send is one round trip, a pipeline or a script is one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from carriers.base import unavailable_message
+from carriers.registry import REGISTRY
+from carriers.sandbox.scenarios import Scenario, Step, ups_number
+from tests.conftest import Sandbox
+from tracksvc.core.errors import CarrierError
+from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.settings import Settings
+from tracksvc.economy.cache import TrackingCache, track_key
+from tracksvc.economy.singleflight import flight_key
+from tracksvc.economy.tracker import Freshness, Tracker
+
+_COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
+
+
+def _in_transit(sandbox: Sandbox, serial: int) -> str:
+    number = ups_number(serial)
+    sandbox.state.add(Scenario(
+        Carrier.ups, number, f"ups-{number}", TrackingStatus.in_transit,
+        ((Step.label, timedelta(days=2)), (Step.pickup, timedelta(days=1))),
+    ))
+    return number
+
+
+class CountingConnection(aioredis.Connection):
+    """A redis-py connection that notes the commands of every send (one send, one round trip)."""
+
+    sends: ClassVar[list[list[str]]] = []
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        chunks = [command] if isinstance(command, bytes | bytearray | memoryview) else list(command)
+        packed = b"".join(bytes(c) for c in chunks)
+        self.sends.append([name.decode().upper() for name in _COMMAND.findall(packed)])
+        await super().send_packed_command(command, check_health)
+
+
+@dataclass
+class Counted:
+    """A tracker, the round trips its Redis client made, and its carrier adapters."""
+
+    tracker: Tracker
+    sends: list[list[str]]
+    adapters: dict[Carrier, Any]
+
+
+@pytest.fixture
+async def counted(
+    sandbox: Sandbox, redis_client: aioredis.Redis, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Counted]:
+    """A tracker built as the app builds it, on a Redis client whose round trips are noted."""
+    settings = make_settings(sandbox.url, carrier_retry_attempts=1)
+    redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url or "", connection_class=CountingConnection, max_connections=20,
+    ))
+    session = aiohttp.ClientSession()
+    adapters = {c: cls(session, settings.carrier(c)) for c, cls in REGISTRY.items()}
+    tracker = Tracker.from_settings(adapters, TrackingCache.from_settings(redis, settings), redis, settings)
+    await tracker.lookup(Carrier.ups, _in_transit(sandbox, 7_001))  # scripts loaded, token fetched, pool warm
+    CountingConnection.sends.clear()
+    yield Counted(tracker, CountingConnection.sends, adapters)
+    await tracker.aclose()
+    await session.close()
+    await redis.aclose()
+
+
+async def test_cold_lookup_costs_three_round_trips(
+    counted: Counted, sandbox: Sandbox, redis_client: aioredis.Redis
+) -> None:
+    """
+    A number nobody cached: the read and the lock in one trip, the budget, then one landing
+    that stores the answer, drops the lock and keeps the outcome for late waiters.
+    """
+    tracker, sends = counted.tracker, counted.sends
+    number = _in_transit(sandbox, 7_002)
+    lookup = await tracker.lookup(Carrier.ups, number)
+    assert lookup.freshness is Freshness.live
+    assert lookup.result is not None
+    assert len(sends) <= 3, sends
+    assert all(len(commands) == 1 for commands in sends), sends  # no pipeline of several commands
+    assert await redis_client.exists(track_key(Carrier.ups, number)) == 1
+    assert await redis_client.exists(flight_key(Carrier.ups, number, "lock")) == 0
+    assert await redis_client.exists(flight_key(Carrier.ups, number, "result")) == 1
+
+
+async def test_a_failed_call_reads_as_the_carrier_librarys_message(
+    counted: Counted, sandbox: Sandbox
+) -> None:
+    """The reason agents read for a failed call is the one message the carrier library makes of the error."""
+    tracker, adapter = counted.tracker, counted.adapters[Carrier.ups]
+    number = ups_number(7_005)
+    sandbox.state.queue_fault(Carrier.ups, "503", 2)
+    with pytest.raises(CarrierError) as raised:
+        await adapter.track([number])
+    lookup = await tracker.lookup(Carrier.ups, number)
+    assert lookup.result is None
+    assert lookup.message == unavailable_message(raised.value, number)
+
+
+async def test_concurrent_cold_lookups_share_one_read(
+    counted: Counted, sandbox: Sandbox
+) -> None:
+    """Ten lookups of one cold number at once in one replica: one first read, one landing, one answer."""
+    tracker, sends = counted.tracker, counted.sends
+    number = _in_transit(sandbox, 7_006)
+    lookups = await asyncio.gather(*(tracker.lookup(Carrier.ups, number) for _ in range(10)))
+    assert {lk.as_of for lk in lookups} == {lookups[0].as_of}
+    assert all(lk.result is not None and lk.result.status is TrackingStatus.in_transit for lk in lookups)
+    assert len(sends) <= 3, sends
