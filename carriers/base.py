@@ -1,20 +1,33 @@
 """
-What every carrier adapter shares: the adapter protocol, the OAuth token
-cache, the retry policy and the one HTTP call path.
+What every carrier adapter shares: the adapter contract, the one tracking
+flow, the one HTTP/OAuth transport and the one rule for a number the
+carrier's answer left out.
 
-Each carrier keeps its pure request building and parsing in
-``carriers/<carrier>/tracking.py``; its ``transport.py`` subclasses
-:class:`OAuthTransport` and is the only place that does HTTP for it.
+A carrier is four modules of the same names (``carriers/<carrier>/``):
+
+* ``tracking.py``: pure ``build_request(numbers, settings)`` and
+  ``parse_response(status, payload, numbers)``, and the carrier's OAuth
+  token endpoint as data (:class:`TokenEndpoint`);
+* ``units.py``: its status and outcome tables;
+* ``adapter.py``: ``Adapter``, a :class:`TrackingAdapter` that names the above;
+* ``__init__.py``: exports ``Adapter`` only.
+
+:class:`TrackingAdapter` builds each call, sends it through
+:class:`OAuthTransport` (token shared by concurrent calls, one refresh and
+retry on 401, jittered retries, explicit timeouts) and parses the answer;
+JSON is read with :mod:`carriers.json_read`, HTTP statuses become errors in
+:func:`carriers.errors.error_for_status`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
 import orjson
@@ -34,8 +47,10 @@ from carriers.errors import (
     CarrierResponseError,
     CarrierTimeout,
     CarrierUnavailable,
+    carrier_name,
+    error_for_status,
 )
-from carriers.models import Carrier, CarrierMessage, TrackingResult
+from carriers.models import Carrier, CarrierMessage, Outcome, TrackingResult
 from carriers.settings import CarrierSettings
 
 log = structlog.get_logger("carriers")
@@ -46,8 +61,14 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest Retry-After we sleep through inside one lookup; longer ones fail fast.
 MAX_RETRY_AFTER_S = 5.0
 
+#: Message code for a number the carrier's answer never mentions (ours, not a carrier's).
+MISSING_CODE = "MISSING_FROM_RESPONSE"
+
 TrackAnswer = dict[str, TrackingResult | CarrierMessage]
 """Per requested number: the carrier's result, or a message saying why there is none."""
+
+ParsedAnswer = tuple[list[TrackingResult], list[CarrierMessage]]
+"""What a parser found in one answer: results, and per-number outcomes as messages."""
 
 
 class CarrierAdapter(Protocol):
@@ -67,15 +88,198 @@ class CarrierAdapter(Protocol):
 
     async def track(self, numbers: Sequence[str]) -> TrackAnswer:
         """
-        Ask the carrier about ``numbers`` (at most :attr:`max_batch`).
+        Ask the carrier about ``numbers`` (any count; split into calls of :attr:`max_batch`).
 
         Returns:
-            One entry per requested number.
+            One entry per distinct requested number.
 
         Raises:
             CarrierError: the call as a whole failed.
         """
         ...
+
+
+# -- the one rule for a number the answer left out ------------------------------------
+
+
+def missing_from_answer(carrier: Carrier, number: str) -> CarrierMessage:
+    """
+    The answer for a number the carrier's answer did not mention.
+
+    The carrier did not say the number does not exist, so this is never
+    ``not_found``: tracksvc could not look, and says so (``malformed``).
+
+    Args:
+        carrier: the carrier that was asked.
+        number: the number it left out.
+
+    Returns:
+        A ``malformed`` message with code :data:`MISSING_CODE`.
+    """
+    return CarrierMessage(
+        carrier=carrier,
+        tracking_number=number,
+        outcome=Outcome.malformed,
+        code=MISSING_CODE,
+        message=f"{carrier_name(carrier)}'s answer did not mention this number",
+    )
+
+
+def unavailable_message(error: CarrierError, number: str) -> CarrierMessage:
+    """Turn a whole-call failure into the per-number message the service shows."""
+    return CarrierMessage(
+        carrier=error.carrier,
+        tracking_number=number,
+        outcome=error.outcome,
+        code=str(error.status or ""),
+        message=error.message,
+    )
+
+
+def answer_for(
+    carrier: Carrier,
+    asked: Sequence[str],
+    results: Sequence[TrackingResult],
+    messages: Sequence[CarrierMessage],
+) -> TrackAnswer:
+    """
+    Every asked number's answer from what one call's parser found.
+
+    Per number: the first result naming it, else the first message naming it,
+    else :func:`missing_from_answer`. Numbers the carrier added on its own are
+    left out. A call that asked a single number takes the carrier's first
+    result (else message) as its answer when none names it: a UPS shipment
+    number is answered with its packages' own numbers.
+
+    Args:
+        carrier: the carrier asked.
+        asked: the numbers of the call.
+        results: the parser's results.
+        messages: the parser's messages.
+
+    Returns:
+        One entry per asked number.
+    """
+    named: TrackAnswer = {}
+    items: list[TrackingResult | CarrierMessage] = [*results, *messages]
+    for item in items:
+        if item.tracking_number is not None:
+            named.setdefault(item.tracking_number, item)
+    sole: TrackingResult | CarrierMessage | None = None
+    if len(asked) == 1 and (results or messages):
+        sole = results[0] if results else messages[0]
+    return {n: named.get(n) or sole or missing_from_answer(carrier, n) for n in asked}
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarrierRequest:
+    """One tracking call as a carrier's ``build_request`` describes it (no token yet)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    #: Sent as a JSON body when not None.
+    body: Any = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The aiohttp request arguments (headers, query, body)."""
+        kwargs: dict[str, Any] = {"headers": dict(self.headers)}
+        if self.params:
+            kwargs["params"] = dict(self.params)
+        if self.body is not None:
+            kwargs["data"] = orjson.dumps(self.body)
+            kwargs["headers"].setdefault("Content-Type", "application/json")
+        return kwargs
+
+
+@dataclass(frozen=True)
+class TokenEndpoint:
+    """
+    How a carrier hands out OAuth client-credentials tokens: data, not a subclass.
+
+    Args:
+        carrier: whose endpoint it is.
+        path: the token path below the carrier's base URL.
+        credentials_in: ``"basic"`` (HTTP Basic auth, UPS) or ``"body"``
+            (``client_id``/``client_secret`` fields, FedEx and USPS); the
+            secret never goes anywhere else.
+        scope: the scope asked for; a token granted without it is refused.
+        headers: extra headers of the token call.
+        as_json: send the fields as JSON instead of a form.
+    """
+
+    carrier: Carrier
+    path: str
+    credentials_in: Literal["basic", "body"] = "body"
+    scope: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    as_json: bool = False
+
+    def request(self, settings: CarrierSettings) -> dict[str, Any]:
+        """
+        The aiohttp arguments of the token call.
+
+        Args:
+            settings: the carrier's settings (client id and secret).
+
+        Returns:
+            Request kwargs: the form (or JSON) fields and the headers.
+        """
+        client_id = settings.client_id.get_secret_value()
+        secret = settings.client_secret.get_secret_value()
+        fields = {"grant_type": "client_credentials"}
+        headers = dict(self.headers)
+        if self.credentials_in == "basic":
+            headers["Authorization"] = aiohttp.encode_basic_auth(client_id, secret)
+        else:
+            fields |= {"client_id": client_id, "client_secret": secret}
+        if self.scope:
+            fields["scope"] = self.scope
+        return {"json" if self.as_json else "data": fields, "headers": headers}
+
+    def read(self, body: Any) -> tuple[str, float]:
+        """
+        The access token and its lifetime (seconds) from a token answer.
+
+        ``expires_in`` comes as a number (FedEx, USPS) or a string (UPS, the
+        USPS README); both are read.
+
+        Args:
+            body: the decoded token answer.
+
+        Returns:
+            ``(access token, lifetime in seconds)``.
+
+        Raises:
+            ValueError: no token, or a lifetime that is not a positive number
+                (the transport reports a malformed answer).
+            CarrierAuthError: the token lacks :attr:`scope`: the app is not
+                entitled to it, and every call would answer 401 (USPS issue #56).
+        """
+        if not isinstance(body, Mapping):
+            raise ValueError("token response is not a JSON object")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("token response has no access_token")
+        raw = body.get("expires_in")
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise ValueError("token response has no expires_in")
+        lifetime_s = float(raw)  # ValueError for a non-numeric string
+        if not lifetime_s > 0:
+            raise ValueError(f"token lifetime {raw!r} is not positive")
+        granted = body.get("scope")
+        if self.scope and isinstance(granted, str) and self.scope not in granted.split():
+            name = carrier_name(self.carrier)
+            raise CarrierAuthError(
+                f"{name} granted a token without the {self.scope!r} scope; "
+                f"the app needs that access from {name}",
+                carrier=self.carrier,
+            )
+        return token, lifetime_s
 
 
 @dataclass(frozen=True)
@@ -86,13 +290,25 @@ class RawResponse:
     headers: Mapping[str, str]
     body: bytes
 
-    def json(self, carrier: Carrier) -> Any:
-        """Decode the body as JSON or raise :class:`CarrierResponseError`."""
+    def json(self, carrier: Carrier, tracking_number: str | None = None) -> Any:
+        """
+        Decode the body as JSON.
+
+        Args:
+            carrier: who answered, for the error.
+            tracking_number: the number asked, when the call asked one.
+
+        Raises:
+            CarrierResponseError: the body is not JSON.
+        """
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise CarrierResponseError(
-                f"malformed JSON from carrier: {exc}", carrier=carrier, status=self.status
+                f"malformed JSON from carrier: {exc}",
+                carrier=carrier,
+                tracking_number=tracking_number,
+                status=self.status,
             ) from exc
 
 
@@ -174,26 +390,32 @@ class _Token:
 
 class OAuthTransport:
     """
-    One carrier's HTTP: an OAuth client-credentials token shared by every
-    concurrent call, one refresh and retry on 401, jittered retries on
-    transport errors, 5xx and 429, and status codes turned into the
-    :mod:`carriers.errors` tree.
+    The HTTP of every carrier: an OAuth client-credentials token shared by
+    every concurrent call, one refresh and retry on 401, jittered retries on
+    connection errors, timeouts, 5xx and short 429s, explicit timeouts, and
+    statuses turned into errors by :func:`carriers.errors.error_for_status`.
 
-    Subclasses set :attr:`carrier` and implement :meth:`token_request`.
+    Args:
+        session: the app's shared HTTP session.
+        settings: the carrier's settings (base URL, credentials, timeouts).
+        token: the carrier's token endpoint.
+        retry: how calls are retried (tests pass a zero wait).
+        clock: monotonic seconds, for token lifetimes.
     """
-
-    carrier: ClassVar[Carrier]
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         settings: CarrierSettings,
+        token: TokenEndpoint,
         *,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self.settings = settings
+        self.token = token
+        self.carrier = token.carrier
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
         self._clock = clock
         self._token: _Token | None = None
@@ -204,19 +426,6 @@ class OAuthTransport:
         )
 
     # -- token -------------------------------------------------------------
-
-    def token_request(self) -> tuple[str, dict[str, Any]]:
-        """Return ``(path, aiohttp request kwargs)`` for the token call."""
-        raise NotImplementedError
-
-    @staticmethod
-    def token_from_body(body: Mapping[str, Any]) -> tuple[str, float]:
-        """Pick the access token and lifetime (seconds) out of a token response."""
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise ValueError("token response has no access_token")
-        expires_in = body.get("expires_in", 3600)
-        return token, float(expires_in)  # UPS and USPS send it as a string
 
     async def access_token(self, *, stale: str | None = None) -> str:
         """
@@ -237,22 +446,13 @@ class OAuthTransport:
             return self._token.value
 
     async def _fetch_token(self) -> _Token:
-        path, kwargs = self.token_request()
         self.token_fetches += 1
-        response = await self._send("POST", path, kwargs, retryable=True)
-        if response.status in (400, 401, 403):
-            raise CarrierAuthError(
-                "carrier refused the client credentials", carrier=self.carrier, status=response.status
-            )
-        if response.status >= 300:
-            raise CarrierUnavailable(
-                "unexpected answer from the token endpoint",
-                carrier=self.carrier,
-                status=response.status,
-            )
+        response = await self._send(
+            "POST", self.token.path, self.token.request(self.settings), token_endpoint=True
+        )
         try:
-            value, expires_in_s = self.token_from_body(response.json(self.carrier))
-        except (ValueError, TypeError, AttributeError) as exc:
+            value, expires_in_s = self.token.read(response.json(self.carrier))
+        except (ValueError, TypeError) as exc:
             raise CarrierResponseError(
                 f"token response not understood: {exc}", carrier=self.carrier, status=response.status
             ) from exc
@@ -265,50 +465,48 @@ class OAuthTransport:
 
     # -- calls -------------------------------------------------------------
 
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        tracking_number: str | None = None,
-        **kwargs: Any,
-    ) -> RawResponse:
+    async def send(self, request: CarrierRequest, *, tracking_number: str | None = None) -> RawResponse:
         """
-        An authenticated call; returns the answer for the parser to read.
+        One authenticated tracking call; returns the answer for the parser to read.
 
-        2xx and 4xx other than 401/403/429 come back as :class:`RawResponse`:
-        the carrier's parser knows what its 400s and 404s mean.
+        Args:
+            request: what the carrier's ``build_request`` built.
+            tracking_number: the number asked, when the call asked one (for errors).
+
+        Returns:
+            The answer, for any status :func:`error_for_status` leaves to the
+            parser (2xx, 400, 404 ...).
 
         Raises:
-            CarrierError: auth failure, rate limit, 5xx, timeout, connection error.
+            CarrierError: auth failure (after one token refresh on 401), rate
+                limit, 5xx, timeout, connection error.
         """
+        kwargs = request.as_kwargs()
         token = await self.access_token()
-        response = await self._authorized(method, path, token, tracking_number, kwargs)
+        response = await self._authorized(request, kwargs, token, tracking_number, refresh=True)
         if response.status == 401:
             # The token may have been revoked or expired early: one refresh, one retry.
             log.info("carrier_token_refused", carrier=self.carrier.value)
             token = await self.access_token(stale=token)
-            response = await self._authorized(method, path, token, tracking_number, kwargs)
-        if response.status in (401, 403):
-            raise CarrierAuthError(
-                "carrier refused our access token",
-                carrier=self.carrier,
-                tracking_number=tracking_number,
-                status=response.status,
-            )
+            response = await self._authorized(request, kwargs, token, tracking_number, refresh=False)
         return response
 
     async def _authorized(
         self,
-        method: str,
-        path: str,
+        request: CarrierRequest,
+        kwargs: dict[str, Any],
         token: str,
         tracking_number: str | None,
-        kwargs: dict[str, Any],
+        *,
+        refresh: bool,
     ) -> RawResponse:
-        headers = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
+        headers = {**kwargs["headers"], "Authorization": f"Bearer {token}"}
         return await self._send(
-            method, path, {**kwargs, "headers": headers}, retryable=True, tracking_number=tracking_number
+            request.method,
+            request.path,
+            {**kwargs, "headers": headers},
+            tracking_number=tracking_number,
+            pass_401=refresh,
         )
 
     async def _send(
@@ -317,15 +515,27 @@ class OAuthTransport:
         path: str,
         kwargs: dict[str, Any],
         *,
-        retryable: bool,
         tracking_number: str | None = None,
+        token_endpoint: bool = False,
+        pass_401: bool = False,
     ) -> RawResponse:
-        retrying = self.retry.retrying(self.carrier) if retryable else RetryPolicy(1).retrying(
-            self.carrier
-        )
-        async for attempt in retrying:
+        """One call with retries; a status that fails the call is raised (a 401 passed back when asked)."""
+        async for attempt in self.retry.retrying(self.carrier):
             with attempt:
-                return await self._send_once(method, path, kwargs, tracking_number)
+                response = await self._send_once(method, path, kwargs, tracking_number)
+                if pass_401 and response.status == 401:
+                    return response  # the caller refreshes the token once
+                failure = error_for_status(
+                    response.status,
+                    carrier=self.carrier,
+                    detail=f"HTTP {response.status}",
+                    tracking_number=tracking_number,
+                    retry_after_s=_retry_after(response.headers),
+                    token_endpoint=token_endpoint,
+                )
+                if failure is not None:
+                    raise failure
+                return response
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _send_once(
@@ -349,105 +559,127 @@ class OAuthTransport:
                 carrier=self.carrier,
                 tracking_number=tracking_number,
             ) from exc
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         log.debug(
             "carrier_request_completed",
             carrier=self.carrier.value,
             method=method,
             path=path.split("?")[0],
             status=response.status,
-            elapsed_ms=elapsed_ms,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        if response.status == 429:
-            raise CarrierRateLimited(
-                "carrier rate limit reached",
-                carrier=self.carrier,
-                tracking_number=tracking_number,
-                retry_after_s=_bounded_retry_after(response.headers),
-            )
-        if response.status >= 500:
-            raise CarrierUnavailable(
-                "carrier server error",
-                carrier=self.carrier,
-                tracking_number=tracking_number,
-                status=response.status,
-            )
         return response
 
 
-def _bounded_retry_after(headers: Mapping[str, str]) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     return parse_retry_after(value)
 
 
-def unavailable_message(error: CarrierError, number: str) -> CarrierMessage:
-    """Turn a whole-call failure into the per-number message the service shows."""
-    return CarrierMessage(
-        carrier=error.carrier,
-        tracking_number=number,
-        outcome=error.outcome,
-        code=str(error.status or ""),
-        message=error.message,
-    )
+# -- the one tracking flow ----------------------------------------------------------------
 
 
-async def track_each(
-    numbers: Sequence[str],
-    track_one: Callable[[str], Awaitable[TrackingResult | CarrierMessage]],
-) -> TrackAnswer:
+class TrackingAdapter:
     """
-    One call per number, all at once (carriers that take one number per call).
+    The one way a carrier adapter tracks numbers, behind :class:`CarrierAdapter`.
 
-    Returns:
-        Per number its result or message; a number whose own call failed gets
-        :func:`unavailable_message` while the others keep their answers.
+    The numbers are split into calls of at most :attr:`max_batch`, sent
+    concurrently; each call is built by :meth:`build_request`, sent through
+    :class:`OAuthTransport` and read by :meth:`parse_response`, and every
+    asked number gets an answer (:func:`answer_for`). When every call fails,
+    the first :class:`~carriers.errors.CarrierError` is raised; when only
+    some do, their numbers are answered with the failure as a
+    :class:`CarrierMessage`, so the calls that worked are not thrown away.
 
-    Raises:
-        CarrierError: every call failed (the carrier, not one number, is the problem).
+    A carrier's ``Adapter`` subclasses this and names its :attr:`carrier`,
+    :attr:`max_batch`, :attr:`token_endpoint` and the pure functions of its
+    ``tracking.py``.
+
+    Args:
+        session: the app's shared HTTP session.
+        settings: the carrier's settings.
+        retry: how the transport retries (tests pass a zero wait).
     """
-    unique = list(dict.fromkeys(numbers))
-    if not unique:
-        return {}
-    outcomes = await asyncio.gather(*(track_one(n) for n in unique), return_exceptions=True)
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
-    for failure in failures:
-        if not isinstance(failure, CarrierError):
-            raise failure
-    if len(failures) == len(outcomes):
-        raise failures[0]
-    answer: TrackAnswer = {}
-    for number, outcome in zip(unique, outcomes, strict=True):
-        if isinstance(outcome, CarrierError):
-            answer[number] = unavailable_message(outcome, number)
-        elif not isinstance(outcome, BaseException):
-            answer[number] = outcome
-    return answer
 
+    carrier: Carrier
+    #: How many numbers one tracking call may carry.
+    max_batch: int
+    token_endpoint: ClassVar[TokenEndpoint]
 
-def decode_for(response: RawResponse, carrier: Carrier, number: str) -> Any:
-    """The JSON body of one number's answer; a malformed one names the number."""
-    try:
-        return response.json(carrier)  # Any: the parser checks the shape
-    except CarrierResponseError as exc:
-        exc.tracking_number = number
-        raise
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: CarrierSettings,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = OAuthTransport(session, settings, self.token_endpoint, retry=retry)
 
+    @staticmethod
+    def build_request(numbers: Sequence[str], settings: CarrierSettings) -> CarrierRequest:
+        """The carrier's ``tracking.build_request``: one call for ``numbers``."""
+        raise NotImplementedError
 
-def one_answer(
-    carrier: Carrier,
-    number: str,
-    status: int,
-    results: Sequence[TrackingResult],
-    messages: Sequence[CarrierMessage],
-) -> TrackingResult | CarrierMessage:
-    """The parser's answer about ``number``: its result, else its message."""
-    if results:
-        return next((r for r in results if r.tracking_number == number), results[0])
-    if messages:
-        return next((m for m in messages if m.tracking_number == number), messages[0])
-    raise CarrierResponseError(
-        "the carrier's answer held neither tracking data nor a message",
-        carrier=carrier,
-        tracking_number=number,
-        status=status,
-    )
+    @staticmethod
+    def parse_response(status: int, payload: Any, numbers: Sequence[str]) -> ParsedAnswer:
+        """The carrier's ``tracking.parse_response``: what one answer says."""
+        raise NotImplementedError
+
+    async def track(self, numbers: Sequence[str]) -> TrackAnswer:
+        """
+        Ask the carrier about ``numbers``.
+
+        Args:
+            numbers: tracking numbers of this carrier; duplicates are asked once.
+
+        Returns:
+            One entry per distinct number: its result, or a message (not
+            found, invalid number, left out of the answer, or the failure of
+            its own call when other calls worked).
+
+        Raises:
+            CarrierError: every call failed (for a single call: that call failed).
+        """
+        unique = list(dict.fromkeys(numbers))
+        if not unique:
+            return {}
+        size = max(1, self.max_batch)
+        calls = [unique[i : i + size] for i in range(0, len(unique), size)]
+        with structlog.contextvars.bound_contextvars(carrier=self.carrier.value):
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(*(self._call(c) for c in calls), return_exceptions=True)
+            answer: TrackAnswer = {}
+            failures: list[CarrierError] = []
+            for batch, outcome in zip(calls, outcomes, strict=True):
+                if isinstance(outcome, CarrierError):
+                    failures.append(outcome)
+                    answer.update({n: unavailable_message(outcome, n) for n in batch})
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    answer.update(outcome)
+            if len(failures) == len(calls):
+                raise failures[0]
+            log.info(
+                "carrier_track_completed",
+                numbers=len(unique),
+                calls=len(calls),
+                failed_calls=len(failures),
+                results=sum(1 for v in answer.values() if isinstance(v, TrackingResult)),
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return answer
+
+    async def _call(self, batch: list[str]) -> TrackAnswer:
+        number = batch[0] if len(batch) == 1 else None
+        bound = (
+            structlog.contextvars.bound_contextvars(tracking_number=number)
+            if number is not None
+            else nullcontext()
+        )
+        with bound:
+            request = self.build_request(batch, self.settings)
+            response = await self.transport.send(request, tracking_number=number)
+            payload = response.json(self.carrier, number)
+            results, messages = self.parse_response(response.status, payload, batch)
+            return answer_for(self.carrier, batch, results, messages)

@@ -1,4 +1,4 @@
-"""FedEx Track API v1 adapter: pure build/parse in ``tracking``, HTTP in ``transport``."""
+"""FedEx Track API v1: ``tracking`` builds and parses, ``units`` holds the tables."""
 
 from __future__ import annotations
 

@@ -18,10 +18,14 @@ Reading rules (carrier-apis.md section 2; the choices marked *decision* are ours
 * *Decision:* a trackResult that carries tracking data *and* an ``error``
   (FedEx's own doc example does) keeps the data and notes the error in
   ``parse_warnings``.
-* *Decision:* a requested number that the answer does not mention at all gets
-  ``Outcome.malformed`` (code ``MISSING_FROM_RESPONSE``), not ``not_found``:
-  FedEx answers unknown numbers explicitly with NOTFOUND, so silence means an
-  answer we do not understand, and must not be cached as "no such parcel".
+* A requested number that the answer does not mention at all gets
+  :func:`carriers.base.missing_from_answer` (``malformed``, never
+  ``not_found``): FedEx answers unknown numbers explicitly with NOTFOUND, so
+  silence means an answer we do not understand, not "no such parcel".
+* Fields are read with :mod:`carriers.json_read`: a wrong-typed status code,
+  error code or ``trackResults`` fails only that number (``malformed``,
+  code ``PARSE_FAILED``); a wrong-typed word, place or date is left empty
+  with a ``parse_warnings`` entry.
 * *Decision:* an unrecognised per-number error code -> ``Outcome.unavailable``
   (FedEx could not answer for that number) and a ``carrier_error_unmapped`` log.
 * The status comes from ``latestStatusDetail.code`` (fine) and falls back to
@@ -41,18 +45,15 @@ Reading rules (carrier-apis.md section 2; the choices marked *decision* are ours
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
-from carriers.errors import (
-    CarrierResponseError,
-    CarrierUnavailable,
-    error_for_status,
-)
+from carriers.base import CarrierRequest, ParsedAnswer, TokenEndpoint, missing_from_answer
+from carriers.errors import CarrierResponseError, error_for_status
 from carriers.fedex.units import (
     ATTEMPT_EVENT_TYPES,
     ATTEMPT_EXCEPTION_CODES,
@@ -63,6 +64,7 @@ from carriers.fedex.units import (
     STATUS_BY_CODE,
     STATUS_BY_DERIVED_CODE,
 )
+from carriers.json_read import Reader
 from carriers.models import (
     Carrier,
     CarrierMessage,
@@ -72,6 +74,7 @@ from carriers.models import (
     TrackingResult,
     TrackingStatus,
 )
+from carriers.settings import CarrierSettings
 
 log = structlog.get_logger("carriers.fedex")
 
@@ -83,8 +86,9 @@ TRACK_PATH = "/track/v1/trackingnumbers"
 #: ``trackingInfo`` entries one call may carry [SPEC: "Maximum limit is 30"].
 MAX_NUMBERS = 30
 
-#: Message code for a requested number the answer never mentions (our code, not FedEx's).
-MISSING_CODE = "MISSING_FROM_RESPONSE"
+#: OAuth client credentials as a form: ``grant_type``, ``client_id`` and
+#: ``client_secret`` in the body (carrier-apis.md 2.1).
+TOKEN = TokenEndpoint(carrier=CARRIER, path="/oauth/token", credentials_in="body")
 
 # The documented form: 2013-12-30T13:24:00-05:00 (offset optional, Z allowed).
 _ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?")
@@ -99,15 +103,16 @@ _DATE_PREFIX = re.compile(r"(\d{4}-\d{2}-\d{2})")
 # -- request -----------------------------------------------------------------
 
 
-def build_request(numbers: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
+def build_request(numbers: Sequence[str], settings: CarrierSettings) -> CarrierRequest:
     """
     Build one Track API call for up to :data:`MAX_NUMBERS` tracking numbers.
 
     Args:
         numbers: FedEx tracking numbers, already normalized (no spaces).
+        settings: the FedEx carrier settings (nothing of them goes in the call).
 
     Returns:
-        ``(method, path, json_body)`` for ``POST /track/v1/trackingnumbers``.
+        ``POST /track/v1/trackingnumbers`` with its JSON body; the transport adds the token.
 
     Raises:
         ValueError: no numbers, more than 30, or an empty number (FedEx would
@@ -122,26 +127,28 @@ def build_request(numbers: Sequence[str]) -> tuple[str, str, dict[str, Any]]:
     for number in numbers:
         if not isinstance(number, str) or not number.strip():
             raise ValueError(f"empty tracking number in request: {number!r}")
-    body: dict[str, Any] = {
-        "includeDetailedScans": True,
-        "trackingInfo": [{"trackingNumberInfo": {"trackingNumber": n}} for n in numbers],
-    }
-    return "POST", TRACK_PATH, body
+    return CarrierRequest(
+        method="POST",
+        path=TRACK_PATH,
+        headers={"Content-Type": "application/json", "X-locale": "en_US"},
+        body={
+            "includeDetailedScans": True,
+            "trackingInfo": [{"trackingNumberInfo": {"trackingNumber": n}} for n in numbers],
+        },
+    )
 
 
 # -- response ----------------------------------------------------------------
 
 
-def parse_response(
-    status: int, payload: Any, requested: Sequence[str]
-) -> tuple[list[TrackingResult], list[CarrierMessage]]:
+def parse_response(status: int, payload: Any, numbers: Sequence[str]) -> ParsedAnswer:
     """
     Normalize a Track API answer.
 
     Args:
         status: the HTTP status of the answer.
         payload: the decoded JSON body.
-        requested: the numbers sent; each gets exactly one result or message
+        numbers: the numbers sent; each gets exactly one result or message
             (numbers the answer adds on its own are returned too).
 
     Returns:
@@ -154,28 +161,24 @@ def parse_response(
         CarrierRateLimited: a 429.
         CarrierUnavailable: a 404 (the resource, not a number) or a 5xx.
     """
+    read = Reader(CARRIER, tracking_number=numbers[0] if len(numbers) == 1 else None, status=status)
     if 200 <= status < 300:
         if isinstance(payload, dict) and "output" not in payload and "errors" in payload:
             # An error envelope with a success status: read it as the 400 it describes.
-            return [], _messages_from_error_envelope(status, payload, requested)
-        return _parse_output(status, payload, requested)
-    return [], _messages_from_error_envelope(status, payload, requested)
+            return [], _messages_from_error_envelope(read, status, payload, numbers)
+        return _parse_output(read, payload, numbers)
+    return [], _messages_from_error_envelope(read, status, payload, numbers)
 
 
 def _messages_from_error_envelope(
-    status: int, payload: Any, requested: Sequence[str]
+    read: Reader, status: int, payload: Any, requested: Sequence[str]
 ) -> list[CarrierMessage]:
-    errors = _error_list(payload)
+    errors = _error_list(read, payload)
     summary = "; ".join(f"{code}: {message}" if message else code for code, message in errors)
     summary = summary or "no error details"
     failure = error_for_status(status, carrier=CARRIER, detail=summary)
     if failure is not None:
         raise failure
-    if status == 404:
-        # 404 NOT.FOUND.ERROR is about the resource (path), never about a number [SPEC].
-        raise CarrierUnavailable(
-            f"FedEx could not serve the call ({summary})", carrier=CARRIER, status=status
-        )
     if status == 400 or 200 <= status < 300:
         for code, message in errors:
             outcome = OUTCOME_BY_ERROR_CODE.get(code)
@@ -197,73 +200,61 @@ def _messages_from_error_envelope(
     )
 
 
-def _error_list(payload: Any) -> list[tuple[str, str]]:
+def _error_list(read: Reader, payload: Any) -> list[tuple[str, str]]:
+    """``(code, message)`` of an ``errors`` envelope; empty when the body is not one."""
     if not isinstance(payload, dict) or not isinstance(payload.get("errors"), list):
         return []
     found = []
-    for item in payload["errors"]:
-        entry = _dict(item)
-        code = _str(entry.get("code"))
+    for entry in read.optional_objects(payload["errors"], "errors"):
+        code = read.optional_text(entry.get("code"), "errors.code")
         if code:
-            found.append((code, _str(entry.get("message"))))
+            found.append((code, read.optional_text(entry.get("message"), "errors.message") or ""))
     return found
 
 
-def _parse_output(
-    status: int, payload: Any, requested: Sequence[str]
-) -> tuple[list[TrackingResult], list[CarrierMessage]]:
-    if not isinstance(payload, dict):
-        raise CarrierResponseError(
-            f"FedEx answer is a JSON {type(payload).__name__}, not an object",
-            carrier=CARRIER,
-            status=status,
-        )
-    output = payload.get("output")
-    if not isinstance(output, dict):
-        raise CarrierResponseError(
-            "FedEx answer has no 'output' object; not a Track API response",
-            carrier=CARRIER,
-            status=status,
-        )
-    complete = output.get("completeTrackResults")
-    if not isinstance(complete, list):
-        raise CarrierResponseError(
-            "FedEx answer has no 'output.completeTrackResults' list; not a Track API response",
-            carrier=CARRIER,
-            status=status,
-        )
-    _log_alerts(output.get("alerts"), payload.get("transactionId"))
+def _parse_output(read: Reader, payload: Any, requested: Sequence[str]) -> ParsedAnswer:
+    output = read.obj(read.obj(payload, "body").get("output"), "output")
+    if output.get("completeTrackResults") is None:
+        raise read.malformed("output.completeTrackResults is missing; not a Track API response")
+    complete = read.array(output.get("completeTrackResults"), "output.completeTrackResults")
+    _log_alerts(read, output.get("alerts"), payload.get("transactionId"))
 
-    track_results: dict[str, list[dict[str, Any]]] = {}
-    for entry in complete:
-        if not isinstance(entry, dict):
+    # Per number, the raw trackResults of every entry naming it (read per number below,
+    # so a broken entry fails only its own number).
+    track_results: dict[str, list[Any]] = {}
+    for index, raw_entry in enumerate(complete):
+        entry = read.optional_obj(raw_entry, f"completeTrackResults[{index}]")
+        if entry is None:
             log.warning("carrier_entry_skipped", carrier=CARRIER.value, reason="not an object")
             continue
         raw_results = entry.get("trackResults")
-        raw_list = raw_results if isinstance(raw_results, list) else []
-        number = _str(entry.get("trackingNumber")) or _number_from_results(raw_list)
+        number = read.optional_text(entry.get("trackingNumber"), "trackingNumber") or _number_from_results(
+            read, raw_results
+        )
         if not number:
             log.warning("carrier_entry_skipped", carrier=CARRIER.value, reason="no tracking number")
             continue
         # The same number in two entries is treated like two trackResults of one entry.
-        track_results.setdefault(number, []).extend(r for r in raw_list if isinstance(r, dict))
+        track_results.setdefault(number, []).append(raw_results)
 
     results: list[TrackingResult] = []
     messages: list[CarrierMessage] = []
-    ordered = list(dict.fromkeys([*requested, *track_results]))
-    for number in ordered:
-        candidates = track_results.get(number)
-        if candidates is None:
-            messages.append(
-                _message(
-                    number, Outcome.malformed, MISSING_CODE, "FedEx's answer did not mention this number"
-                )
-            )
+    for number in dict.fromkeys([*requested, *track_results]):
+        raws = track_results.get(number)
+        if raws is None:
+            messages.append(missing_from_answer(CARRIER, number))
             continue
+        number_read = read.for_result(number)
         try:
-            item = _parse_number(number, candidates)
+            item = _parse_number(number_read, number, raws)
+        except CarrierResponseError as exc:
+            # A broken entry fails its own number, never the batch.
+            log.warning(
+                "carrier_parse_failed", carrier=CARRIER.value, tracking_number=number, error=exc.message
+            )
+            item = _message(number, Outcome.malformed, "PARSE_FAILED", exc.message)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            # A parser gap for one number must not fail the batch.
+            # A parser gap for one number must not fail the batch either.
             log.exception("carrier_parse_failed", carrier=CARRIER.value, tracking_number=number)
             item = _message(number, Outcome.malformed, "PARSE_FAILED", f"could not read FedEx data: {exc}")
         if isinstance(item, TrackingResult):
@@ -273,52 +264,56 @@ def _parse_output(
     return results, messages
 
 
-def _number_from_results(raw_results: list[Any]) -> str:
+def _number_from_results(read: Reader, raw_results: Any) -> str:
+    """The number an entry's trackResults name, when the entry itself does not."""
+    if not isinstance(raw_results, list):
+        return ""
     for raw in raw_results:
-        number = _str(_dict(_dict(raw).get("trackingNumberInfo")).get("trackingNumber"))
+        result = read.optional_obj(raw, "trackResults[]") or {}
+        info = read.optional_obj(result.get("trackingNumberInfo"), "trackingNumberInfo") or {}
+        number = read.optional_text(info.get("trackingNumber"), "trackingNumberInfo.trackingNumber")
         if number:
             return number
     return ""
 
 
-def _log_alerts(alerts: Any, transaction_id: Any) -> None:
+def _log_alerts(read: Reader, alerts: Any, transaction_id: Any) -> None:
     # The spec says an array of {code, alertType, message}; a karrio fixture has a string.
+    # Alerts are only logged: whatever their shape, they never change the results.
+    items = alerts if isinstance(alerts, list) else [alerts]
     texts: list[str] = []
-    if isinstance(alerts, str):
-        texts = [alerts.strip()] if alerts.strip() else []
-    elif isinstance(alerts, list):
-        for alert in alerts:
-            if isinstance(alert, str):
-                texts.append(alert.strip())
-            elif isinstance(alert, dict):
-                code, message = _str(alert.get("code")), _str(alert.get("message"))
-                texts.append(f"{code}: {message}" if code and message else code or message)
+    for alert in items:
+        if isinstance(alert, str):
+            texts.append(alert.strip())
+        elif isinstance(alert, dict):
+            code = read.optional_text(alert.get("code"), "alerts.code") or ""
+            message = read.optional_text(alert.get("message"), "alerts.message") or ""
+            texts.append(f"{code}: {message}" if code and message else code or message)
     texts = [t for t in texts if t]
     if texts:
         log.info(
             "carrier_alerts",
             carrier=CARRIER.value,
             alerts=texts,
-            transaction_id=_str(transaction_id) or None,
+            transaction_id=read.optional_text(transaction_id, "transactionId"),
         )
 
 
-def _message(number: str, outcome: Outcome, code: str, message: str) -> CarrierMessage:
-    return CarrierMessage(
-        carrier=CARRIER, tracking_number=number, outcome=outcome, code=code, message=message
-    )
+def _has_tracking_data(read: Reader, raw: Mapping[str, Any]) -> bool:
+    latest = raw.get("latestStatusDetail")
+    if latest is not None and read.obj(latest, "latestStatusDetail"):
+        return True
+    return bool(read.optional_objects(raw.get("scanEvents"), "scanEvents"))
 
 
-def _has_tracking_data(raw: dict[str, Any]) -> bool:
-    return bool(_dict(raw.get("latestStatusDetail"))) or bool(_list(raw.get("scanEvents")))
-
-
-def _parse_number(number: str, candidates: list[dict[str, Any]]) -> TrackingResult | CarrierMessage:
-    with_data = [raw for raw in candidates if _has_tracking_data(raw)]
+def _parse_number(read: Reader, number: str, raws: list[Any]) -> TrackingResult | CarrierMessage:
+    """One number's answer from the trackResults of every entry naming it."""
+    candidates = [c for raw in raws for c in read.objects(raw, "trackResults")]
+    with_data = [raw for raw in candidates if _has_tracking_data(read, raw)]
     if not with_data:
         for raw in candidates:
-            error = _dict(raw.get("error"))
-            code = _str(error.get("code"))
+            error = _error(read, raw)
+            code = read.text(error.get("code"), "error.code")
             if code:
                 outcome = OUTCOME_BY_ERROR_CODE.get(code)
                 if outcome is None:
@@ -326,14 +321,14 @@ def _parse_number(number: str, candidates: list[dict[str, Any]]) -> TrackingResu
                         "carrier_error_unmapped", carrier=CARRIER.value, code=code, tracking_number=number
                     )
                     outcome = Outcome.unavailable
-                return _message(number, outcome, code, _str(error.get("message")))
+                words = read.optional_text(error.get("message"), "error.message") or ""
+                return _message(number, outcome, code, words)
         return _message(
             number, Outcome.malformed, "NO_DATA", "FedEx returned neither tracking data nor an error"
         )
 
     parsed = [
-        (_parse_track_result(number, raw), _str(_info(raw).get("trackingNumberUniqueId")))
-        for raw in with_data
+        (_parse_track_result(read.for_result(), number, raw), _unique_id(read, raw)) for raw in with_data
     ]
     if len(parsed) == 1:
         return parsed[0][0]
@@ -345,8 +340,21 @@ def _parse_number(number: str, candidates: list[dict[str, Any]]) -> TrackingResu
     return best.model_copy(update={"parse_warnings": [*best.parse_warnings, note]})
 
 
-def _info(raw: dict[str, Any]) -> dict[str, Any]:
-    return _dict(raw.get("trackingNumberInfo"))
+def _message(number: str, outcome: Outcome, code: str, message: str) -> CarrierMessage:
+    return CarrierMessage(
+        carrier=CARRIER, tracking_number=number, outcome=outcome, code=code, message=message
+    )
+
+
+def _error(read: Reader, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A trackResult's ``error`` (its code decides the number's outcome: required)."""
+    error = raw.get("error")
+    return {} if error is None else read.obj(error, "error")
+
+
+def _unique_id(read: Reader, raw: Mapping[str, Any]) -> str:
+    info = read.optional_obj(raw.get("trackingNumberInfo"), "trackingNumberInfo") or {}
+    return read.optional_text(info.get("trackingNumberUniqueId"), "trackingNumberUniqueId") or ""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -364,12 +372,23 @@ class _Context:
     """What parsing one trackResult collects besides the result."""
 
     number: str
-    warnings: list[str] = field(default_factory=list)
+    read: Reader
     unmapped: set[str] = field(default_factory=set)
 
+    @property
+    def warnings(self) -> list[str]:
+        return self.read.warnings
+
     def warn(self, text: str) -> None:
-        if text not in self.warnings:
-            self.warnings.append(text)
+        self.read.warn(text)
+
+    def code(self, value: Any, where: str) -> str:
+        """A status or exception code (it decides the status: required), upper case."""
+        return (self.read.text(value, where) or "").upper()
+
+    def text(self, value: Any, where: str) -> str:
+        """Words or places (optional)."""
+        return self.read.optional_text(value, where) or ""
 
     def status(self, code: str, derived: str, exception_codes: Sequence[str]) -> TrackingStatus:
         """The status of a fine code, else its derived code, else unknown."""
@@ -412,15 +431,18 @@ class _Scan:
     exception_code: str
 
 
-def _parse_track_result(number: str, raw: dict[str, Any]) -> TrackingResult:
-    ctx = _Context(number)
+def _parse_track_result(read: Reader, number: str, raw: Mapping[str, Any]) -> TrackingResult:
+    ctx = _Context(number, read)
     scans = _parse_scans(raw.get("scanEvents"), ctx)
     newest = scans[0] if scans else None
-    latest = _dict(raw.get("latestStatusDetail"))
+    latest = read.obj(raw.get("latestStatusDetail") or {}, "latestStatusDetail")
 
-    code = _code(latest.get("code"))
-    derived = _code(latest.get("derivedCode"))
-    exception_codes = [_str(_dict(a).get("reason")) for a in _list(latest.get("ancillaryDetails"))]
+    code = ctx.code(latest.get("code"), "latestStatusDetail.code")
+    derived = ctx.code(latest.get("derivedCode"), "latestStatusDetail.derivedCode")
+    exception_codes = [
+        ctx.code(a.get("reason"), "ancillaryDetails.reason")
+        for a in read.optional_objects(latest.get("ancillaryDetails"), "latestStatusDetail.ancillaryDetails")
+    ]
     if newest is not None and newest.event.code == code:
         exception_codes.append(newest.exception_code)
     if not code and not derived and newest is not None:
@@ -431,18 +453,21 @@ def _parse_track_result(number: str, raw: dict[str, Any]) -> TrackingResult:
     if not code and not derived:
         ctx.warn("FedEx gave no status code for this number")
 
-    detail = _str(latest.get("description")) or _str(latest.get("statusByLocale"))
+    detail = ctx.text(latest.get("description"), "latestStatusDetail.description") or ctx.text(
+        latest.get("statusByLocale"), "latestStatusDetail.statusByLocale"
+    )
     if not detail and newest is not None:
         detail = newest.event.description
 
-    error = _dict(raw.get("error"))
-    if _str(error.get("code")):
+    error = read.optional_obj(raw.get("error"), "error") or {}
+    error_code = ctx.text(error.get("code"), "error.code")
+    if error_code:
         ctx.warn(
-            f"FedEx also reported {_str(error.get('code'))} ({_str(error.get('message'))}) "
+            f"FedEx also reported {error_code} ({ctx.text(error.get('message'), 'error.message')}) "
             "next to tracking data; the data was kept"
         )
 
-    dates = _date_and_times(raw.get("dateAndTimes"))
+    dates = _date_and_times(ctx, raw.get("dateAndTimes"))
     events = [scan.event for scan in scans]
     return TrackingResult(
         carrier=CARRIER,
@@ -459,21 +484,16 @@ def _parse_track_result(number: str, raw: dict[str, Any]) -> TrackingResult:
 
 
 def _parse_scans(raw_events: Any, ctx: _Context) -> list[_Scan]:
-    if raw_events is None:
-        return []
-    if not isinstance(raw_events, list):
-        ctx.warn("scanEvents is not a list; events ignored")
-        return []
     scans: list[_Scan] = []
-    for raw in raw_events:
-        if not isinstance(raw, dict):
-            ctx.warn("a scan event is not an object; skipped")
-            continue
-        code = _code(raw.get("eventType"))
-        derived = _code(raw.get("derivedStatusCode"))
-        exception_code = _str(raw.get("exceptionCode"))
-        description = _str(raw.get("eventDescription")) or _str(raw.get("derivedStatus"))
-        exception_text = _str(raw.get("exceptionDescription"))
+    for index, raw in enumerate(ctx.read.optional_objects(raw_events, "scanEvents")):
+        where = f"scanEvents[{index}]"
+        code = ctx.code(raw.get("eventType"), f"{where}.eventType")
+        derived = ctx.code(raw.get("derivedStatusCode"), f"{where}.derivedStatusCode")
+        exception_code = ctx.code(raw.get("exceptionCode"), f"{where}.exceptionCode")
+        description = ctx.text(raw.get("eventDescription"), f"{where}.eventDescription") or ctx.text(
+            raw.get("derivedStatus"), f"{where}.derivedStatus"
+        )
+        exception_text = ctx.text(raw.get("exceptionDescription"), f"{where}.exceptionDescription")
         if exception_text and exception_text != description:
             description = f"{description}: {exception_text}" if description else exception_text
         physical = code not in NON_PHYSICAL_CODES and not (not code and derived in NON_PHYSICAL_DERIVED_CODES)
@@ -482,7 +502,7 @@ def _parse_scans(raw_events: Any, ctx: _Context) -> list[_Scan]:
             status=ctx.status(code, derived, [exception_code]),
             code=code or derived,
             description=description,
-            location=_location(raw.get("scanLocation")),
+            location=_location(ctx, raw.get("scanLocation"), f"{where}.scanLocation"),
             physical=physical,
         )
         scans.append(_Scan(event, derived, exception_code))
@@ -492,24 +512,23 @@ def _parse_scans(raw_events: Any, ctx: _Context) -> list[_Scan]:
     return scans
 
 
-def _location(raw: Any) -> Location | None:
-    place = _dict(raw)
+def _location(ctx: _Context, raw: Any, where: str) -> Location | None:
+    place = ctx.read.optional_obj(raw, where) or {}
     location = Location(
-        city=_str(place.get("city")) or None,
-        state=_str(place.get("stateOrProvinceCode")) or None,
-        postal_code=_str(place.get("postalCode")) or None,
-        country=_str(place.get("countryCode")) or None,
+        city=ctx.text(place.get("city"), f"{where}.city") or None,
+        state=ctx.text(place.get("stateOrProvinceCode"), f"{where}.stateOrProvinceCode") or None,
+        postal_code=ctx.text(place.get("postalCode"), f"{where}.postalCode") or None,
+        country=ctx.text(place.get("countryCode"), f"{where}.countryCode") or None,
     )
     return location if str(location) else None
 
 
-def _date_and_times(raw: Any) -> dict[str, Any]:
+def _date_and_times(ctx: _Context, raw: Any) -> dict[str, Any]:
     dates: dict[str, Any] = {}
-    for item in _list(raw):
-        entry = _dict(item)
-        kind = _str(entry.get("type"))
+    for entry in ctx.read.optional_objects(raw, "dateAndTimes"):
+        kind = ctx.text(entry.get("type"), "dateAndTimes.type")
         if kind and kind not in dates:
-            dates[kind] = entry.get("dateTime")
+            dates[kind] = entry.get("dateTime")  # read (or left empty, warned) by _parse_datetime
     return dates
 
 
@@ -523,8 +542,10 @@ def _label_created_at(events: list[TrackingEvent], dates: dict[str, Any], ctx: _
     return None
 
 
-def _estimated_delivery(raw: dict[str, Any], dates: dict[str, Any], ctx: _Context) -> date | None:
-    window = _dict(_dict(raw.get("estimatedDeliveryTimeWindow")).get("window"))
+def _estimated_delivery(raw: Mapping[str, Any], dates: dict[str, Any], ctx: _Context) -> date | None:
+    where = "estimatedDeliveryTimeWindow"
+    time_window = ctx.read.optional_obj(raw.get(where), where) or {}
+    window = ctx.read.optional_obj(time_window.get("window"), f"{where}.window") or {}
     # Order of trust: FedEx's own estimate, the end of its window, its start, the commitment.
     for what, value in (
         ("ESTIMATED_DELIVERY", dates.get("ESTIMATED_DELIVERY")),
@@ -605,26 +626,3 @@ def _parse_date(value: Any, what: str, ctx: _Context) -> date | None:
             pass
     ctx.warn(f"{what}: date {value!r} could not be read; left empty")
     return None
-
-
-# -- small readers -----------------------------------------------------------
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _code(value: Any) -> str:
-    return _str(value).upper()

@@ -242,7 +242,9 @@ async def _track(request: web.Request, state: SandboxState) -> web.StreamRespons
                 content_type="application/json",
             )
         if scenario.fault in FAULT_MODES:
-            response = await state.play_fault(request, FaultPlan(scenario.fault, 1), render_error)
+            response = await state.play_fault(
+                request, FaultPlan(scenario.fault, 1), render_error, carrier=Carrier.fedex
+            )
             if response is not None:
                 return response
 

@@ -21,7 +21,14 @@ from carriers.models import Carrier
 from carriers.sandbox.scenarios import CATALOGUE, Scenario
 
 #: Fault modes the sandbox can inject into tracking calls.
-FAULT_MODES = ("500", "503", "429", "malformed", "hang", "reset", "401")
+FAULT_MODES = ("500", "503", "429", "malformed", "hang", "reset", "401", "omit")
+
+#: What the ``omit`` fault answers: a well-formed 200 that mentions no number at all.
+OMITTING_ANSWERS: dict[Carrier, bytes] = {
+    Carrier.ups: b'{"trackResponse": {"shipment": []}}',
+    Carrier.fedex: b'{"transactionId": "sandbox-omit", "output": {"completeTrackResults": []}}',
+    Carrier.usps: b"{}",
+}
 
 #: Renders a carrier-shaped error: (http status, carrier error code, message) -> response.
 ErrorRenderer = Callable[[int, str, str], web.Response]
@@ -136,7 +143,7 @@ class SandboxState:
             await asyncio.sleep(self.latency_s)
         plan = self.pop_fault(carrier)
         if plan is not None:
-            response = await self.play_fault(request, plan, render_error)
+            response = await self.play_fault(request, plan, render_error, carrier=carrier)
             if response is not None:
                 return response
         if not self.token_ok(carrier, request):
@@ -144,7 +151,12 @@ class SandboxState:
         return None
 
     async def play_fault(
-        self, request: web.Request, plan: FaultPlan, render_error: ErrorRenderer
+        self,
+        request: web.Request,
+        plan: FaultPlan,
+        render_error: ErrorRenderer,
+        *,
+        carrier: Carrier | None = None,
     ) -> web.StreamResponse | None:
         """Answer as the fault says (None: the fault needs no answer of its own)."""
         if plan.mode in ("500", "503"):
@@ -159,6 +171,8 @@ class SandboxState:
             return web.Response(
                 status=200, body=b'{"trackResponse": {"shipment": [', content_type="application/json"
             )
+        if plan.mode == "omit" and carrier is not None:
+            return web.Response(status=200, body=OMITTING_ANSWERS[carrier], content_type="application/json")
         if plan.mode == "hang":
             await asyncio.sleep(self.hang_s)
             return web.Response(status=504)

@@ -188,7 +188,9 @@ async def _track(request: web.Request, state: SandboxState) -> web.StreamRespons
     if scenario is None or scenario.not_found:
         return web.json_response(not_found_body(number))
     if scenario.fault in FAULT_MODES:
-        answer = await state.play_fault(request, FaultPlan(scenario.fault, 1), render_error)
+        answer = await state.play_fault(
+            request, FaultPlan(scenario.fault, 1), render_error, carrier=Carrier.ups
+        )
         if answer is not None:
             return answer
     return web.json_response(tracking_body(scenario, datetime.now(UTC)))

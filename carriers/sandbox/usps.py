@@ -240,7 +240,9 @@ async def _tracking(request: web.Request, state: SandboxState) -> web.StreamResp
             content_type="application/json",
         )
     if scenario.fault:
-        response = await state.play_fault(request, FaultPlan(scenario.fault, 1), render_error)
+        response = await state.play_fault(
+            request, FaultPlan(scenario.fault, 1), render_error, carrier=Carrier.usps
+        )
         if response is not None:
             return response
     details = render_details(scenario, now=datetime.now(UTC))

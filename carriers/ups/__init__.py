@@ -1,4 +1,4 @@
-"""UPS Track API v1 adapter (carrier-apis.md section 1)."""
+"""UPS Track API v1: ``tracking`` builds and parses, ``units`` holds the tables, ``alerts`` reads pushes."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from carriers.errors import CarrierResponseError
+from carriers.json_read import Reader
 from carriers.models import Carrier, TrackingEvent
 from carriers.ups.tracking import (
     activity_status,
@@ -57,10 +58,15 @@ def _field_error(field: str, message: str, number: str | None) -> AlertFieldErro
     )
 
 
-def _check_dates(payload: Mapping[str, Any], number: str) -> None:
+def _reader(number: str | None = None) -> Reader:
+    """A push is input we accept or refuse whole: every field it has is read as required."""
+    return Reader(Carrier.ups, tracking_number=number, subject="Track Alert payload")
+
+
+def _check_dates(read: Reader, payload: Mapping[str, Any], number: str) -> None:
     """Every date field present is a real date, not before :data:`EARLIEST_EVENT_DATE`."""
     for field in DATE_FIELDS:
-        raw = _text(payload, field, number)
+        raw = read.text(payload.get(field), field)
         if raw is None:
             continue
         day = parse_date(raw)
@@ -72,15 +78,15 @@ def _check_dates(payload: Mapping[str, Any], number: str) -> None:
             )
 
 
-def _occurred_at(payload: Mapping[str, Any], number: str) -> datetime:
+def _occurred_at(read: Reader, payload: Mapping[str, Any], number: str) -> datetime:
     """The event's UTC time, or an :class:`AlertFieldError` naming the field that failed."""
     try:
         when = event_time(
-            gmt_date=_text(payload, "gmtActivityDate", number),
-            gmt_time=_text(payload, "gmtActivityTime", number),
-            local_date=_text(payload, "localActivityDate", number),
-            local_time=_text(payload, "localActivityTime", number),
-            gmt_offset=_text(payload, "gmtOffset", number),
+            gmt_date=read.text(payload.get("gmtActivityDate"), "gmtActivityDate"),
+            gmt_time=read.text(payload.get("gmtActivityTime"), "gmtActivityTime"),
+            local_date=read.text(payload.get("localActivityDate"), "localActivityDate"),
+            local_time=read.text(payload.get("localActivityTime"), "localActivityTime"),
+            gmt_offset=read.text(payload.get("gmtOffset"), "gmtOffset"),
         )
     except (OverflowError, ValueError) as exc:  # a local time whose offset leaves the calendar
         field = time_field(payload)
@@ -91,23 +97,6 @@ def _occurred_at(payload: Mapping[str, Any], number: str) -> datetime:
             field, f"no readable activity date and time ({field} and its time are needed)", number
         )
     return when
-
-
-def _malformed(message: str, number: str | None = None) -> CarrierResponseError:
-    return CarrierResponseError(
-        f"UPS Track Alert payload not understood: {message}",
-        carrier=Carrier.ups,
-        tracking_number=number,
-    )
-
-
-def _text(payload: Mapping[str, Any], key: str, number: str | None) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _malformed(f"{key} is {type(value).__name__}, expected a string", number)
-    return str(value).strip() or None
 
 
 def parse_track_alert(payload: Mapping[str, Any]) -> tuple[str, TrackingEvent]:
@@ -127,32 +116,26 @@ def parse_track_alert(payload: Mapping[str, Any]) -> tuple[str, TrackingEvent]:
             ``activityStatus``, or a field has the wrong type.
         AlertFieldError: a date is not a date, is out of range, or no time can be read.
     """
-    if not isinstance(payload, Mapping):
-        raise _malformed(f"body is {type(payload).__name__}, expected an object")
-    number = _text(payload, "trackingNumber", None)
+    payload = _reader().obj(payload, "body")
+    number = _reader().text(payload.get("trackingNumber"), "trackingNumber")
     if number is None:
-        raise _malformed("trackingNumber is missing")
-    status_block = payload.get("activityStatus")
-    if not isinstance(status_block, Mapping):
-        raise _malformed("activityStatus is missing or not an object", number)
-    status_type = _text(status_block, "type", number)
-    code = _text(status_block, "code", number)
-    status_code = _text(status_block, "descriptionCode", number)
+        raise _reader().malformed("trackingNumber is missing")
+    read = _reader(number)
+    status_block = read.obj(payload.get("activityStatus"), "activityStatus")
+    status_type = read.text(status_block.get("type"), "activityStatus.type")
+    code = read.text(status_block.get("code"), "activityStatus.code")
+    status_code = read.text(status_block.get("descriptionCode"), "activityStatus.descriptionCode")
     if status_code is not None and status_code.isdigit():
         status_code = status_code.zfill(3)
     if not any((status_type, code, status_code)):
-        raise _malformed("activityStatus has no type, code or descriptionCode", number)
-    description = _text(status_block, "description", number) or ""
-    _check_dates(payload, number)
-    occurred_at = _occurred_at(payload, number)
-
+        raise read.malformed("activityStatus has no type, code or descriptionCode")
+    description = read.text(status_block.get("description"), "activityStatus.description") or ""
+    _check_dates(read, payload, number)
+    occurred_at = _occurred_at(read, payload, number)
     location_block = payload.get("activityLocation")
-    if location_block is not None and not isinstance(location_block, Mapping):
-        raise _malformed("activityLocation is not an object", number)
-    try:
-        location = location_from(location_block)
-    except CarrierResponseError as exc:
-        raise _malformed(str(exc.message), number) from exc
+    if location_block is not None:
+        location_block = read.obj(location_block, "activityLocation")
+    location = location_from(location_block, read.text)
 
     status = activity_status(
         status_type, code, status_code, tracking_number=number, description=description

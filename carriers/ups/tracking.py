@@ -20,17 +20,17 @@ Conventions:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import structlog
 
-from carriers.errors import (
-    CarrierResponseError,
-    error_for_status,
-)
+from carriers.base import CarrierRequest, ParsedAnswer, TokenEndpoint
+from carriers.errors import CarrierResponseError, error_for_status
+from carriers.json_read import Reader
 from carriers.models import (
     Carrier,
     CarrierMessage,
@@ -44,67 +44,91 @@ from carriers.ups import units
 
 log = structlog.get_logger(__name__)
 
+CARRIER = Carrier.ups
+
 TRACK_PATH = "/api/track/v1/details/{number}"
+
+#: UPS takes one inquiry number per call.
+MAX_NUMBERS = 1
+
+#: OAuth 2.0 client credentials: the credentials as HTTP Basic auth, never in the body.
+TOKEN = TokenEndpoint(
+    carrier=CARRIER,
+    path="/security/v1/oauth/token",
+    credentials_in="basic",
+    headers={"Accept": "application/json"},
+)
 
 _OFFSET = re.compile(r"^([+-])(\d{1,2}):?(\d{2})$")
 
 
-def build_request(
-    number: str, settings: CarrierSettings, trans_id: str
-) -> tuple[str, str, dict[str, Any]]:
+def build_request(numbers: Sequence[str], settings: CarrierSettings) -> CarrierRequest:
     """
     Build the tracking call for one inquiry number.
 
     Args:
-        number: the UPS tracking (inquiry) number; UPS takes one per call.
+        numbers: one UPS tracking (inquiry) number; UPS takes one per call.
         settings: the UPS carrier settings (``transaction_src`` names our app).
-        trans_id: a value unique to this request (UPS ``transId`` header).
 
     Returns:
-        ``(method, path, request kwargs)``; the transport adds the bearer token.
+        The call; its ``transId`` header is new for every call, as UPS asks.
+        The transport adds the bearer token.
+
+    Raises:
+        ValueError: not exactly one number.
     """
-    path = TRACK_PATH.format(number=quote(number, safe=""))
-    kwargs: dict[str, Any] = {
-        "headers": {
-            "transId": trans_id,
+    number = _one(numbers)
+    return CarrierRequest(
+        method="GET",
+        path=TRACK_PATH.format(number=quote(number, safe="")),
+        headers={
+            "transId": uuid.uuid4().hex,
             "transactionSrc": settings.transaction_src,
             "Accept": "application/json",
         },
-        "params": {
+        params={
             "locale": "en_US",
             "returnSignature": "false",
             "returnMilestones": "false",
             "returnPOD": "false",
         },
-    }
-    return "GET", path, kwargs
+    )
 
 
-def parse_response(
-    status: int, payload: Any, requested: str
-) -> tuple[list[TrackingResult], list[CarrierMessage]]:
+def parse_response(status: int, payload: Any, numbers: Sequence[str]) -> ParsedAnswer:
     """
     Normalize one Track API answer.
 
     Args:
         status: the HTTP status of the answer.
         payload: the decoded JSON body.
-        requested: the number that was asked for.
+        numbers: the one number that was asked for.
 
     Returns:
         One result per package, and the carrier-level outcomes (``TW0001``
         not found, also sent with HTTP 200; ``TV1002`` invalid number).
+        Nothing at all when the answer lists no shipment: it did not mention
+        the number (the adapter answers :func:`carriers.base.missing_from_answer`).
 
     Raises:
+        ValueError: not exactly one number.
         CarrierResponseError: the body is not a shape UPS documents, or an
             error code this parser does not know.
         CarrierAuthError: 401/403.
         CarrierRateLimited: 429.
         CarrierUnavailable: 5xx.
     """
+    requested = _one(numbers)
+    read = Reader(CARRIER, tracking_number=requested, status=status)
     if 200 <= status < 300:
-        return _parse_tracking(payload, requested)
-    return [], [_parse_error(status, payload, requested)]
+        return _parse_tracking(read, payload, requested)
+    return [], [_parse_error(read, status, payload, requested)]
+
+
+def _one(numbers: Sequence[str]) -> str:
+    if isinstance(numbers, str) or len(numbers) != MAX_NUMBERS:
+        raise ValueError(f"UPS tracks exactly one number per call, got {numbers!r}")
+    return numbers[0]
 
 
 # -- status tables ------------------------------------------------------------
@@ -151,7 +175,7 @@ def activity_status(
     if found is None:
         log.warning(
             "carrier_status_unmapped",
-            carrier=Carrier.ups.value,
+            carrier=CARRIER.value,
             tracking_number=tracking_number,
             status_type=status_type,
             code=code,
@@ -266,14 +290,23 @@ def event_time(
     return None
 
 
-def location_from(address: Mapping[str, Any] | None) -> Location | None:
-    """A :class:`Location` from a UPS address, or None when it names no place."""
+def location_from(
+    address: Mapping[str, Any] | None, text: Callable[[Any, str], str | None]
+) -> Location | None:
+    """
+    A :class:`Location` from a UPS address, or None when it names no place.
+
+    Args:
+        address: the address object.
+        text: the reader of its fields (optional in a tracking answer,
+            required in a Track Alert push).
+    """
     if not address:
         return None
-    city = _text(address.get("city"), "address.city")
-    state = _text(address.get("stateProvince"), "address.stateProvince")
-    postal = _text(address.get("postalCode"), "address.postalCode")
-    country = _text(address.get("countryCode"), "address.countryCode") or _text(
+    city = text(address.get("city"), "address.city")
+    state = text(address.get("stateProvince"), "address.stateProvince")
+    postal = text(address.get("postalCode"), "address.postalCode")
+    country = text(address.get("countryCode"), "address.countryCode") or text(
         address.get("country"), "address.country"
     )
     if not any((city, state, postal, country)):
@@ -281,80 +314,30 @@ def location_from(address: Mapping[str, Any] | None) -> Location | None:
     return Location(city=city, state=state, postal_code=postal, country=country)
 
 
-# -- shape checks -----------------------------------------------------------------
-
-
-def _malformed(
-    message: str, requested: str | None = None, status: int | None = None
-) -> CarrierResponseError:
-    return CarrierResponseError(
-        f"UPS answer not understood: {message}",
-        carrier=Carrier.ups,
-        tracking_number=requested,
-        status=status,
-    )
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _malformed(f"{where} is {type(value).__name__}, expected an object")
-    return value
-
-
-def _optional_mapping(value: Any, where: str) -> Mapping[str, Any] | None:
-    return None if value is None else _mapping(value, where)
-
-
-def _sequence(value: Any, where: str) -> Sequence[Any]:
-    """A JSON array; None (absent) reads as empty."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _malformed(f"{where} is {type(value).__name__}, expected an array")
-    return value
-
-
-def _text(value: Any, where: str) -> str | None:
-    """A trimmed string (numbers accepted); None when absent or blank."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _malformed(f"{where} is {type(value).__name__}, expected a string")
-    text = str(value).strip()
-    return text or None
-
-
-def _status_code(value: Any, where: str) -> str | None:
-    """A 3-digit status/description code; UPS tables also print them unpadded."""
-    text = _text(value, where)
-    if text is not None and text.isdigit():
-        return text.zfill(3)
-    return text
-
-
 # -- errors -----------------------------------------------------------------------
 
 
-def error_codes(payload: Any) -> list[tuple[str, str]]:
-    """
-    ``(code, message)`` pairs from the UPS error envelope.
+def _status_code(value: str | None) -> str | None:
+    """A 3-digit status/description code; UPS tables also print them unpadded."""
+    if value is not None and value.isdigit():
+        return value.zfill(3)
+    return value
 
-    Args:
-        payload: a decoded body, ``{"response": {"errors": [{code, message}]}}``.
 
-    Returns:
-        The pairs; empty when the body is not that envelope.
+def _error_codes(read: Reader, payload: Any) -> list[tuple[str, str]]:
     """
-    if not isinstance(payload, Mapping):
-        return []
-    response = payload.get("response")
-    errors = response.get("errors") if isinstance(response, Mapping) else None
-    if not isinstance(errors, list):
+    ``(code, message)`` pairs of the UPS error envelope ``{"response": {"errors": [...]}}``.
+
+    Empty when the body is not that envelope; the codes decide the outcome, so
+    a wrong-typed list or code is a malformed answer.
+    """
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("response"), Mapping):
         return []
     pairs = []
-    for error in errors:
-        if isinstance(error, Mapping) and isinstance(error.get("code"), str | int):
-            pairs.append((str(error["code"]).strip(), str(error.get("message") or "").strip()))
+    for index, error in enumerate(read.objects(payload["response"].get("errors"), "response.errors")):
+        code = read.text(error.get("code"), f"response.errors[{index}].code")
+        if code:
+            pairs.append((code, read.optional_text(error.get("message"), "error.message") or ""))
     return pairs
 
 
@@ -364,15 +347,20 @@ def _known_outcome(codes: list[tuple[str, str]], requested: str) -> CarrierMessa
         outcome = units.OUTCOME_BY_ERROR_CODE.get(code)
         if outcome is not None:
             return CarrierMessage(
-                carrier=Carrier.ups, tracking_number=requested, outcome=outcome, code=code, message=message
+                carrier=CARRIER, tracking_number=requested, outcome=outcome, code=code, message=message
             )
     return None
 
 
-def _parse_error(status: int, payload: Any, requested: str) -> CarrierMessage:
-    errors = error_codes(payload)
+def _parse_error(read: Reader, status: int, payload: Any, requested: str) -> CarrierMessage:
+    try:
+        errors = _error_codes(read, payload)
+    except CarrierResponseError:
+        errors = []  # a whole-call status below still wins; a 400/404 fails as malformed
+        if status in (400, 404):
+            raise
     described = "; ".join(f"{code} {message}".strip() for code, message in errors) or "no details"
-    failure = error_for_status(status, carrier=Carrier.ups, detail=described, tracking_number=requested)
+    failure = error_for_status(status, carrier=CARRIER, detail=described, tracking_number=requested)
     if failure is not None:
         raise failure
     if status in (400, 404):
@@ -380,69 +368,63 @@ def _parse_error(status: int, payload: Any, requested: str) -> CarrierMessage:
         if message is not None:
             return message
         if not errors:
-            raise _malformed(f"HTTP {status} without the UPS error envelope", requested, status)
-    raise _malformed(f"HTTP {status} with unexpected error ({described})", requested, status)
+            raise read.malformed(f"HTTP {status} without the UPS error envelope")
+    raise read.malformed(f"HTTP {status} with unexpected error ({described})")
 
 
 # -- tracking ---------------------------------------------------------------------
 
 
-def _parse_tracking(
-    payload: Any, requested: str
-) -> tuple[list[TrackingResult], list[CarrierMessage]]:
-    try:
-        root = _mapping(payload, "body")
-        track = _mapping(root.get("trackResponse"), "trackResponse")
-        shipments = _sequence(track.get("shipment"), "trackResponse.shipment")
-        if not shipments:
-            raise _malformed("trackResponse.shipment is empty")
-        results: list[TrackingResult] = []
-        messages: list[CarrierMessage] = []
-        for index, raw_shipment in enumerate(shipments):
-            where = f"shipment[{index}]"
-            shipment = _mapping(raw_shipment, where)
-            warnings = _warnings(shipment.get("warnings"), where)
-            packages = _sequence(shipment.get("package"), f"{where}.package")
-            if not packages:
-                messages.append(_warning_message(warnings, requested))
-                continue
-            for p_index, raw_package in enumerate(packages):
-                package = _mapping(raw_package, f"{where}.package[{p_index}]")
-                number = requested
-                if len(packages) > 1:
-                    number = _text(package.get("trackingNumber"), "trackingNumber") or requested
-                results.append(_parse_package(package, number, warnings))
-        return results, messages
-    except CarrierResponseError as exc:
-        exc.tracking_number = requested
-        raise
+def _parse_tracking(read: Reader, payload: Any, requested: str) -> ParsedAnswer:
+    root = read.obj(payload, "body")
+    track = read.obj(root.get("trackResponse"), "trackResponse")
+    shipments = read.objects(track.get("shipment"), "trackResponse.shipment")
+    results: list[TrackingResult] = []
+    messages: list[CarrierMessage] = []
+    for index, shipment in enumerate(shipments):
+        where = f"shipment[{index}]"
+        warnings = _warnings(read, shipment.get("warnings"), where)
+        packages = read.objects(shipment.get("package"), f"{where}.package")
+        if not packages:
+            messages.append(_warning_message(read, warnings, requested))
+            continue
+        for p_index, package in enumerate(packages):
+            number = requested
+            if len(packages) > 1:
+                number = (
+                    read.text(package.get("trackingNumber"), f"{where}.package[{p_index}].trackingNumber")
+                    or requested
+                )
+            results.append(_parse_package(read.for_result(), package, number, warnings))
+    return results, messages
 
 
-def _warnings(value: Any, where: str) -> list[tuple[str, str]]:
+def _warnings(read: Reader, value: Any, where: str) -> list[tuple[str, str]]:
+    """A shipment's ``warnings`` (they decide a shipment without packages: required)."""
     pairs = []
-    for index, raw in enumerate(_sequence(value, f"{where}.warnings")):
-        warning = _mapping(raw, f"{where}.warnings[{index}]")
-        code = _text(warning.get("code"), "warning.code") or ""
-        pairs.append((code, _text(warning.get("message"), "warning.message") or ""))
+    for index, warning in enumerate(read.objects(value, f"{where}.warnings")):
+        code = read.text(warning.get("code"), f"{where}.warnings[{index}].code") or ""
+        pairs.append((code, read.optional_text(warning.get("message"), "warning.message") or ""))
     return pairs
 
 
-def _warning_message(warnings: list[tuple[str, str]], requested: str) -> CarrierMessage:
+def _warning_message(read: Reader, warnings: list[tuple[str, str]], requested: str) -> CarrierMessage:
     """A shipment without packages: the warning says why (``TW0001``: not found)."""
     message = _known_outcome(warnings, requested)
     if message is not None:
         return message
     codes = ", ".join(code for code, _ in warnings) or "none"
-    raise _malformed(f"shipment without packages and no known warning (warnings: {codes})")
+    raise read.malformed(f"shipment without packages and no known warning (warnings: {codes})")
 
 
 def _parse_package(
-    package: Mapping[str, Any], number: str, shipment_warnings: list[tuple[str, str]]
+    read: Reader, package: Mapping[str, Any], number: str, shipment_warnings: list[tuple[str, str]]
 ) -> TrackingResult:
-    notes = [f"carrier warning {code}: {message}".strip() for code, message in shipment_warnings]
-    activities = _sequence(package.get("activity"), "package.activity")
+    notes = read.warnings
+    notes.extend(f"carrier warning {code}: {message}".strip() for code, message in shipment_warnings)
+    activities = read.objects(package.get("activity"), "package.activity")
     # (event, status type) pairs; the type decides which events can set the shipment status.
-    parsed = [_parse_activity(a, i, number, notes) for i, a in enumerate(activities)]
+    parsed = [_parse_activity(read, a, i, number) for i, a in enumerate(activities)]
     if all(event.occurred_at is not None for event, _ in parsed):
         # UPS sends newest first; sort anyway (stable, so same-second events keep UPS order).
         parsed.sort(key=lambda pair: pair[0].occurred_at or datetime.min, reverse=True)
@@ -451,10 +433,11 @@ def _parse_package(
         (event for event, kind in parsed if kind not in units.STATUS_NEUTRAL_TYPES), None
     )
 
-    current = _optional_mapping(package.get("currentStatus"), "package.currentStatus")
+    raw_current = package.get("currentStatus")
+    current = None if raw_current is None else read.obj(raw_current, "package.currentStatus")
     status = TrackingStatus.unknown
     if current is not None:
-        status = _current_status(current, number)
+        status = _current_status(read, current, number)
     if status is TrackingStatus.unknown and deciding is not None:
         status = deciding.status
 
@@ -462,8 +445,8 @@ def _parse_package(
         carrier_code: str | None = deciding.code
         detail = deciding.description or None
     elif current is not None:
-        carrier_code = _status_code(current.get("code"), "currentStatus.code")
-        detail = _text(current.get("description"), "currentStatus.description")
+        carrier_code = _status_code(read.text(current.get("code"), "currentStatus.code"))
+        detail = read.optional_text(current.get("description"), "currentStatus.description")
     else:
         carrier_code = detail = None
 
@@ -480,12 +463,12 @@ def _parse_package(
         ),
         None,
     )
-    estimated, delivered_on = _delivery_dates(package, notes)
+    estimated, delivered_on = _delivery_dates(read, package)
     if delivered_at is None and delivered_on is not None:
-        delivered_at = _delivery_time(package, delivered_on, notes)
+        delivered_at = _delivery_time(read, package, delivered_on)
 
     return TrackingResult(
-        carrier=Carrier.ups,
+        carrier=CARRIER,
         tracking_number=number,
         status=status,
         carrier_status_code=carrier_code,
@@ -498,12 +481,12 @@ def _parse_package(
     )
 
 
-def _current_status(current: Mapping[str, Any], number: str) -> TrackingStatus:
+def _current_status(read: Reader, current: Mapping[str, Any], number: str) -> TrackingStatus:
     """``currentStatus``: real data puts the 3-digit code in ``code``; the spec also shows
     an activity-like ``{type, code, statusCode}``."""
-    status_type = _text(current.get("type"), "currentStatus.type")
-    code = _text(current.get("code"), "currentStatus.code")
-    status_code = _status_code(current.get("statusCode"), "currentStatus.statusCode")
+    status_type = read.text(current.get("type"), "currentStatus.type")
+    code = read.text(current.get("code"), "currentStatus.code")
+    status_code = _status_code(read.text(current.get("statusCode"), "currentStatus.statusCode"))
     if status_code is None and code is not None and code.isdigit():
         status_code, code = code.zfill(3), None
     if not any((status_type, code, status_code)):
@@ -513,35 +496,35 @@ def _current_status(current: Mapping[str, Any], number: str) -> TrackingStatus:
         code,
         status_code,
         tracking_number=number,
-        description=_text(current.get("description"), "currentStatus.description"),
+        description=read.optional_text(current.get("description"), "currentStatus.description"),
     )
 
 
 def _parse_activity(
-    raw: Any, index: int, number: str, notes: list[str]
+    read: Reader, activity: Mapping[str, Any], index: int, number: str
 ) -> tuple[TrackingEvent, str | None]:
     where = f"activity[{index}]"
-    activity = _mapping(raw, where)
-    status_block = _mapping(activity.get("status"), f"{where}.status")
-    status_type = _text(status_block.get("type"), f"{where}.status.type")
-    code = _text(status_block.get("code"), f"{where}.status.code")
-    status_code = _status_code(status_block.get("statusCode"), f"{where}.status.statusCode")
-    description = _text(status_block.get("description"), f"{where}.status.description") or ""
+    notes = read.warnings
+    status_block = read.obj(activity.get("status"), f"{where}.status")
+    status_type = read.text(status_block.get("type"), f"{where}.status.type")
+    code = read.text(status_block.get("code"), f"{where}.status.code")
+    status_code = _status_code(read.text(status_block.get("statusCode"), f"{where}.status.statusCode"))
+    description = read.optional_text(status_block.get("description"), f"{where}.status.description") or ""
     status = activity_status(
         status_type, code, status_code, tracking_number=number, description=description
     )
-    location = _optional_mapping(activity.get("location"), f"{where}.location")
+    location = read.optional_obj(activity.get("location"), f"{where}.location")
     address = (
-        _optional_mapping(location.get("address"), f"{where}.location.address")
+        read.optional_obj(location.get("address"), f"{where}.location.address")
         if location is not None
         else None
     )
     occurred_at = event_time(
-        gmt_date=_text(activity.get("gmtDate"), f"{where}.gmtDate"),
-        gmt_time=_text(activity.get("gmtTime"), f"{where}.gmtTime"),
-        local_date=_text(activity.get("date"), f"{where}.date"),
-        local_time=_text(activity.get("time"), f"{where}.time"),
-        gmt_offset=_text(activity.get("gmtOffset"), f"{where}.gmtOffset"),
+        gmt_date=read.optional_text(activity.get("gmtDate"), f"{where}.gmtDate"),
+        gmt_time=read.optional_text(activity.get("gmtTime"), f"{where}.gmtTime"),
+        local_date=read.optional_text(activity.get("date"), f"{where}.date"),
+        local_time=read.optional_text(activity.get("time"), f"{where}.time"),
+        gmt_offset=read.optional_text(activity.get("gmtOffset"), f"{where}.gmtOffset"),
         warnings=notes,
     )
     if occurred_at is None:
@@ -551,35 +534,33 @@ def _parse_activity(
         status=status,
         code=status_triple(status_type, code, status_code),
         description=description,
-        location=location_from(address),
+        location=location_from(address, read.optional_text),
         physical=is_physical(status_type, status, activity.get("logicalScan") is True),
     )
     return event, status_type
 
 
-def _delivery_dates(package: Mapping[str, Any], notes: list[str]) -> tuple[date | None, date | None]:
+def _delivery_dates(read: Reader, package: Mapping[str, Any]) -> tuple[date | None, date | None]:
     """``(estimated, delivered)`` from ``deliveryDate[]``: RDD beats SDD; DEL is delivered."""
     by_type: dict[str, date] = {}
-    for index, raw in enumerate(_sequence(package.get("deliveryDate"), "package.deliveryDate")):
-        entry = _mapping(raw, f"deliveryDate[{index}]")
-        kind = _text(entry.get("type"), "deliveryDate.type")
+    for entry in read.optional_objects(package.get("deliveryDate"), "package.deliveryDate"):
+        kind = read.optional_text(entry.get("type"), "deliveryDate.type")
         if kind not in ("SDD", "RDD", "DEL"):
             continue
-        value = _text(entry.get("date"), "deliveryDate.date")
+        value = read.optional_text(entry.get("date"), "deliveryDate.date")
         parsed = parse_date(value)
         if parsed is None:
-            notes.append(f"unreadable {kind} delivery date {value!r}")
+            read.warnings.append(f"unreadable {kind} delivery date {value!r}")
             continue
         by_type[kind] = parsed
     return by_type.get("RDD") or by_type.get("SDD"), by_type.get("DEL")
 
 
-def _delivery_time(package: Mapping[str, Any], day: date, notes: list[str]) -> datetime:
+def _delivery_time(read: Reader, package: Mapping[str, Any], day: date) -> datetime:
     """Delivery time from ``deliveryDate`` DEL and ``deliveryTime`` (local, no offset)."""
-    block = _optional_mapping(package.get("deliveryTime"), "package.deliveryTime") or {}
+    block = read.optional_obj(package.get("deliveryTime"), "package.deliveryTime") or {}
     clock = None
-    if _text(block.get("type"), "deliveryTime.type") == "DEL":
-        clock = _parse_time(_text(block.get("endTime"), "deliveryTime.endTime"))
-    notes.append("delivery time taken from deliveryDate DEL, local time read as UTC")
+    if read.optional_text(block.get("type"), "deliveryTime.type") == "DEL":
+        clock = _parse_time(read.optional_text(block.get("endTime"), "deliveryTime.endTime"))
+    read.warnings.append("delivery time taken from deliveryDate DEL, local time read as UTC")
     return datetime(day.year, day.month, day.day, *(clock or (0, 0, 0)), tzinfo=UTC)
-

@@ -27,10 +27,9 @@ from urllib.parse import quote
 
 import structlog
 
-from carriers.errors import (
-    CarrierResponseError,
-    error_for_status,
-)
+from carriers.base import CarrierRequest, ParsedAnswer, TokenEndpoint
+from carriers.errors import error_for_status
+from carriers.json_read import Reader
 from carriers.models import (
     Carrier,
     CarrierMessage,
@@ -40,6 +39,7 @@ from carriers.models import (
     TrackingResult,
     TrackingStatus,
 )
+from carriers.settings import CarrierSettings
 from carriers.usps import units
 
 log = structlog.get_logger("carriers.usps")
@@ -50,6 +50,24 @@ CARRIER = Carrier.usps
 TRACKING_PATH = "/tracking/v3/tracking/{number}"
 TRACKING_PARAMS: Mapping[str, str] = {"expand": "DETAIL"}
 
+#: v3 takes one number per GET (v3r2's 35-number POST is not used).
+MAX_NUMBERS = 1
+
+#: OAuth client credentials in a form body (``POST /oauth2/v3/token``).
+#: carrier-apis.md 3.1 records both JSON (the official USPS README) and form
+#: (karrio, in production use) as working; which one USPS strictly requires is
+#: untested. Form is what RFC 6749 section 4.4.2 prescribes, so an OAuth server
+#: has to take it (``as_json=True`` switches). Least privilege: tracking is all
+#: tracksvc reads, and a token granted without that scope is refused at once
+#: (every tracking call would answer 401, issue #56).
+TOKEN = TokenEndpoint(
+    carrier=CARRIER,
+    path="/oauth2/v3/token",
+    credentials_in="body",
+    scope="tracking",
+    headers={"Accept": "application/json"},
+)
+
 #: eventTimestamp has minute resolution, GMTTimestamp seconds: closer than this agrees.
 _GMT_AGREEMENT = timedelta(seconds=120)
 
@@ -58,53 +76,71 @@ _TAG_RE = re.compile(r"<[^>]*>")
 _SUP_ENTITY_RE = re.compile(r"<SUP>\s*(#?\w+;)\s*</SUP>", re.IGNORECASE)
 
 
-def build_request(number: str) -> tuple[str, str, dict[str, str]]:
+def build_request(numbers: Sequence[str], settings: CarrierSettings) -> CarrierRequest:
     """
     The v3 DETAIL lookup of one tracking number.
 
     Args:
-        number: the tracking number, already normalized by the caller.
+        numbers: one tracking number, already normalized by the caller.
+        settings: the USPS carrier settings (nothing of them goes in the call).
 
     Returns:
-        ``(method, path, query params)`` relative to the USPS base URL.
+        The GET relative to the USPS base URL; the transport adds the token.
+
+    Raises:
+        ValueError: not exactly one number.
     """
-    return "GET", TRACKING_PATH.format(number=quote(number, safe="")), dict(TRACKING_PARAMS)
+    number = _one(numbers)
+    return CarrierRequest(
+        method="GET",
+        path=TRACKING_PATH.format(number=quote(number, safe="")),
+        headers={"Accept": "application/json"},
+        params=dict(TRACKING_PARAMS),
+    )
 
 
-def parse_response(
-    status: int, payload: Any, requested: str
-) -> tuple[list[TrackingResult], list[CarrierMessage]]:
+def parse_response(status: int, payload: Any, numbers: Sequence[str]) -> ParsedAnswer:
     """
     Turn one v3 answer into a result or a carrier message.
 
     Args:
         status: the HTTP status of the answer.
         payload: the decoded JSON body.
-        requested: the tracking number that was asked for; results and
+        numbers: the one tracking number that was asked for; results and
             messages are keyed on it.
 
     Returns:
         ``([result], [])`` for tracking data, ``([], [message])`` when USPS
         says it has none (``not_found``) or rejects the number
-        (``invalid_number``).
+        (``invalid_number``); ``([], [])`` for an object that names no number
+        and holds no events: it did not mention the number (the adapter
+        answers :func:`carriers.base.missing_from_answer`).
 
     Raises:
+        ValueError: not exactly one number.
         CarrierAuthError: 401/403.
         CarrierRateLimited: 429.
         CarrierUnavailable: 5xx.
         CarrierResponseError: any shape other than the documented ones.
     """
+    requested = _one(numbers)
+    read = Reader(CARRIER, tracking_number=requested, status=status)
     _raise_for_status(status, requested)
-    if not isinstance(payload, Mapping):
-        raise _malformed(f"expected a JSON object, got {type(payload).__name__}", requested, status)
-    error = payload.get("error")
+    body = read.obj(payload, "body")
+    error = body.get("error")
     if error is not None:
-        return [], [_error_message(status, error, requested)]
+        return [], [_error_message(read, status, error, requested)]
     if not 200 <= status < 300:
-        raise _malformed(f"HTTP {status} without the USPS error envelope", requested, status)
-    if "trackingNumber" not in payload and "trackingEvents" not in payload:
-        raise _malformed("neither tracking details nor an error envelope", requested, status)
-    return [_result(payload, requested, status)], []
+        raise read.malformed(f"HTTP {status} without the USPS error envelope")
+    if body.get("trackingNumber") in (None, "") and body.get("trackingEvents") is None:
+        return [], []
+    return [_result(read.for_result(), body, requested)], []
+
+
+def _one(numbers: Sequence[str]) -> str:
+    if isinstance(numbers, str) or len(numbers) != MAX_NUMBERS:
+        raise ValueError(f"USPS v3 tracks exactly one number per call, got {numbers!r}")
+    return numbers[0]
 
 
 # -- errors -----------------------------------------------------------------
@@ -116,21 +152,18 @@ def _raise_for_status(status: int, requested: str) -> None:
         raise failure
 
 
-def _error_message(status: int, error: Any, requested: str) -> CarrierMessage:
-    if not isinstance(error, Mapping):
-        raise _malformed("'error' is not an object", requested, status)
-    items = error.get("errors") or []
-    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
-        raise _malformed("'error.errors' is not a list of objects", requested, status)
+def _error_message(read: Reader, status: int, raw_error: Any, requested: str) -> CarrierMessage:
+    error = read.obj(raw_error, "error")
+    items = read.objects(error.get("errors"), "error.errors")
     # The envelope repeats the HTTP status as a string; trust it only when the
     # HTTP status itself says success (a proxy may have rewritten that).
     http = status
-    envelope_code = _text(error, "code", requested, status)
+    envelope_code = read.text(error.get("code"), "error.code")
     if 200 <= status < 300 and envelope_code and envelope_code.isdigit():
         http = int(envelope_code)
     _raise_for_status(http, requested)
 
-    sub_codes = [_text(item, "code", requested, status) or "" for item in items]
+    sub_codes = [read.text(item.get("code"), f"error.errors[{i}].code") or "" for i, item in enumerate(items)]
     not_found = [i for i, code in enumerate(sub_codes) if code in units.NOT_FOUND_ERROR_CODES]
     index: int | None = not_found[0] if not_found else (0 if items else None)
     if not_found:
@@ -144,56 +177,43 @@ def _error_message(status: int, error: Any, requested: str) -> CarrierMessage:
         # fraudulent postage, or a sub-code we do not know).
         outcome = Outcome.invalid_number
     else:
-        raise _malformed(
-            f"unexpected HTTP {http} error envelope (codes {', '.join(sub_codes) or 'none'})",
-            requested,
-            status,
+        raise read.malformed(
+            f"unexpected HTTP {http} error envelope (codes {', '.join(sub_codes) or 'none'})"
         )
     code = sub_codes[index] if index is not None and sub_codes[index] else str(http)
-    words = [error.get("message")]
+    words = [read.optional_text(error.get("message"), "error.message")]
     if index is not None:
-        words = [items[index].get("title"), items[index].get("detail"), *words]
-    message = next((_clean(w) for w in words if isinstance(w, str) and _clean(w)), "")
+        item = items[index]
+        words = [
+            read.optional_text(item.get("title"), "error.errors.title"),
+            read.optional_text(item.get("detail"), "error.errors.detail"),
+            *words,
+        ]
+    message = next((_clean(w) for w in words if w and _clean(w)), "")
     return CarrierMessage(
         carrier=CARRIER, tracking_number=requested, outcome=outcome, code=code, message=message
-    )
-
-
-def _malformed(message: str, requested: str, status: int) -> CarrierResponseError:
-    return CarrierResponseError(
-        f"USPS tracking answer not understood: {message}",
-        carrier=CARRIER,
-        tracking_number=requested,
-        status=status,
     )
 
 
 # -- tracking details ---------------------------------------------------------
 
 
-def _result(payload: Mapping[str, Any], requested: str, status: int) -> TrackingResult:
-    warnings: list[str] = []
-    number = _text(payload, "trackingNumber", requested, status)
+def _result(read: Reader, payload: Mapping[str, Any], requested: str) -> TrackingResult:
+    warnings = read.warnings
+    number = read.optional_text(payload.get("trackingNumber"), "trackingNumber")
     if number and _squash(number) != _squash(requested):
         warnings.append(f"USPS answered for {number!r}, not {requested!r}")
 
-    raw_events = payload.get("trackingEvents")
-    if raw_events is None:
-        raw_events = []
-    if not isinstance(raw_events, list) or not all(isinstance(e, Mapping) for e in raw_events):
-        raise _malformed("'trackingEvents' is not a list of objects", requested, status)
-
+    raw_events = read.objects(payload.get("trackingEvents"), "trackingEvents")
     offsets = [
-        _offset(_text(raw, "GMTOffset", requested, status), warnings, i)
+        _offset(read.optional_text(raw.get("GMTOffset"), f"trackingEvents[{i}].GMTOffset"), warnings, i)
         for i, raw in enumerate(raw_events)
     ]
     # USPS sends events newest first; their order is kept because some of
     # their times are repaired or guessed below and must not reorder history.
-    events = [
-        _event(raw, i, offsets, warnings, requested, status) for i, raw in enumerate(raw_events)
-    ]
+    events = [_event(read, raw, i, offsets) for i, raw in enumerate(raw_events)]
 
-    category = _text(payload, "statusCategory", requested, status)
+    category = read.text(payload.get("statusCategory"), "statusCategory")
     newest = events[0] if events else None
     result_status = units.STATUS_BY_EVENT_CODE.get(newest.code) if newest else None
     if result_status is None and category:
@@ -219,7 +239,7 @@ def _result(payload: Mapping[str, Any], requested: str, status: int) -> Tracking
             status=result_status.value,
         )
 
-    detail = (_text(payload, "status", requested, status) or "").strip()
+    detail = read.optional_text(payload.get("status"), "status") or ""
     # The label's own event (GX/MA); failing that, the oldest label-side event
     # (a shipping partner's 80/81/82), so the tender grace clock still runs.
     label_created_at = next(
@@ -255,25 +275,19 @@ def _result(payload: Mapping[str, Any], requested: str, status: int) -> Tracking
         status_detail=detail or (newest.description if newest and newest.description else None),
         events=events,
         label_created_at=label_created_at,
-        estimated_delivery=_estimated_delivery(payload, warnings, requested, status),
+        estimated_delivery=_estimated_delivery(read, payload),
         delivered_at=delivered_at,
         parse_warnings=warnings,
     )
 
 
 def _event(
-    raw: Mapping[str, Any],
-    index: int,
-    offsets: Sequence[timezone | None],
-    warnings: list[str],
-    requested: str,
-    status: int,
+    read: Reader, raw: Mapping[str, Any], index: int, offsets: Sequence[timezone | None]
 ) -> TrackingEvent:
     def text(key: str) -> str | None:
-        value = _text(raw, key, requested, status)
-        return value.strip() or None if value is not None else None
+        return read.optional_text(raw.get(key), f"trackingEvents[{index}].{key}")
 
-    code = text("eventCode") or ""
+    code = read.text(raw.get("eventCode"), f"trackingEvents[{index}].eventCode") or ""
     place = {
         "city": text("eventCity"),
         "state": text("eventState"),
@@ -282,7 +296,7 @@ def _event(
     }
     return TrackingEvent(
         occurred_at=_event_time(
-            text("eventTimestamp"), text("GMTTimestamp"), index, offsets, warnings, code
+            text("eventTimestamp"), text("GMTTimestamp"), index, offsets, read.warnings, code
         ),
         status=units.STATUS_BY_EVENT_CODE.get(code, TrackingStatus.unknown),
         code=code,
@@ -390,31 +404,19 @@ def _parse_datetime(value: str | None) -> datetime | None:
         return None
 
 
-def _estimated_delivery(
-    payload: Mapping[str, Any], warnings: list[str], requested: str, status: int
-) -> date | None:
+def _estimated_delivery(read: Reader, payload: Mapping[str, Any]) -> date | None:
     for key in ("expectedDeliveryTimeStamp", "predictedDeliveryDate"):
-        value = (_text(payload, key, requested, status) or "").strip()
+        value = read.optional_text(payload.get(key), key)
         if not value:
             continue
         parsed = _parse_datetime(value)
         if parsed is not None:
             return parsed.date()
-        warnings.append(f"{key} {value!r} is not a date")
+        read.warnings.append(f"{key} {value!r} is not a date")
     return None
 
 
 # -- small helpers ------------------------------------------------------------
-
-
-def _text(obj: Mapping[str, Any], key: str, requested: str, status: int) -> str | None:
-    """A string field; numbers are accepted as text (ZIP codes), other types are malformed."""
-    value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise _malformed(f"{key!r} is a {type(value).__name__}, not text", requested, status)
 
 
 def _clean(value: str) -> str:

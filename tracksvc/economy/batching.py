@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from carriers.base import TrackAnswer
-from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult
+from carriers.base import TrackAnswer, missing_from_answer
+from tracksvc.core.models import Carrier, CarrierMessage, TrackingResult
 
 log = structlog.get_logger("batching")
 
@@ -145,15 +145,9 @@ class Batcher:
             raise
         for ask in live:
             if not ask.future.done():
-                ask.future.set_result(answers.get(ask.number) or self._unmentioned(ask.number))
-
-    def _unmentioned(self, number: str) -> CarrierMessage:
-        return CarrierMessage(
-            carrier=self.carrier,
-            tracking_number=number,
-            outcome=Outcome.not_found,
-            message="the carrier's answer did not mention this number",
-        )
+                ask.future.set_result(
+                    answers.get(ask.number) or missing_from_answer(self.carrier, ask.number)
+                )
 
     async def aclose(self) -> None:
         """Cancel the window and every batch in flight (app shutdown)."""

@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from carriers.fedex.tracking import MAX_NUMBERS, MISSING_CODE, TRACK_PATH, build_request, parse_response
+from carriers.base import MISSING_CODE, CarrierRequest
+from carriers.fedex.tracking import MAX_NUMBERS, TRACK_PATH, build_request, parse_response
 from tracksvc.core.errors import CarrierResponseError
-from tracksvc.core.models import CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.models import Carrier, CarrierMessage, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.settings import Settings
 
 EST = timezone(timedelta(hours=-5))
+SETTINGS = Settings().carrier(Carrier.fedex)
 
 
 def scan(
@@ -91,10 +94,11 @@ def one(payload: dict[str, Any], number: str) -> TrackingResult:
 
 def test_build_request_shape() -> None:
     """The body asks for detailed scans and lists each number under trackingNumberInfo."""
-    assert build_request(["111", "222"]) == (
+    assert build_request(["111", "222"], SETTINGS) == CarrierRequest(
         "POST",
         TRACK_PATH,
-        {
+        headers={"Content-Type": "application/json", "X-locale": "en_US"},
+        body={
             "includeDetailedScans": True,
             "trackingInfo": [
                 {"trackingNumberInfo": {"trackingNumber": "111"}},
@@ -106,8 +110,8 @@ def test_build_request_shape() -> None:
 
 def test_build_request_takes_thirty() -> None:
     """Thirty numbers fit in one call."""
-    _, _, payload = build_request([str(n) for n in range(MAX_NUMBERS)])
-    assert len(payload["trackingInfo"]) == 30
+    request = build_request([str(n) for n in range(MAX_NUMBERS)], SETTINGS)
+    assert len(request.body["trackingInfo"]) == 30
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,7 @@ def test_build_request_takes_thirty() -> None:
 def test_build_request_refuses_bad_batches(numbers: Any) -> None:
     """No numbers, more than 30, an empty number or a bare string is a ValueError."""
     with pytest.raises(ValueError, match="number"):
-        build_request(numbers)
+        build_request(numbers, SETTINGS)
 
 
 # -- batches -------------------------------------------------------------------

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from carriers.ups.alerts import parse_track_alert
-from carriers.ups.tracking import parse_response
-from carriers.ups.transport import UpsTransport
+from carriers.ups.tracking import TOKEN, parse_response
 from tests.conftest import SAMPLES, load_sample
 from tracksvc.core.errors import (
     CarrierAuthError,
@@ -46,7 +45,7 @@ class Raises:
 
 @dataclass(frozen=True)
 class Token:
-    """A token response: what ``UpsTransport.token_from_body`` picks out."""
+    """A token response: what ``TOKEN.read`` picks out."""
 
     token: str
     expires_in_s: float
@@ -112,19 +111,19 @@ def test_sample_parses_as_expected(name: str) -> None:
     expected = TABLE[name]
     match expected:
         case Status(status=status, http=http):
-            results, messages = parse_response(http, payload, ASKED)
+            results, messages = parse_response(http, payload, [ASKED])
             assert (messages, [r.status for r in results]) == ([], [status])
         case Message(outcome=outcome, http=http):
-            results, messages = parse_response(http, payload, ASKED)
+            results, messages = parse_response(http, payload, [ASKED])
             assert (results, [(m.outcome, m.tracking_number) for m in messages]) == (
                 [],
                 [(outcome, ASKED)],
             )
         case Raises(error=error, http=http):
             with pytest.raises(error):
-                parse_response(http, payload, ASKED)
+                parse_response(http, payload, [ASKED])
         case Token(token=token, expires_in_s=expires_in_s):
-            assert UpsTransport.token_from_body(payload) == (token, expires_in_s)
+            assert TOKEN.read(payload) == (token, expires_in_s)
         case Alert(tracking_number=number, status=status):
             got_number, event = parse_track_alert(payload)
             assert (got_number, event.status) == (number, status)
@@ -134,7 +133,7 @@ def test_sample_parses_as_expected(name: str) -> None:
 def test_delivered_sample_details() -> None:
     """The official delivered sample keeps its times, codes and trimmed description."""
     results, _ = parse_response(
-        200, load_sample("ups", "java-api-examples_track_readme_sample_delivered.json"), ASKED
+        200, load_sample("ups", "java-api-examples_track_readme_sample_delivered.json"), [ASKED]
     )
     result = results[0]
     assert result.carrier_status_code == "D/F4/011"
@@ -153,7 +152,7 @@ def test_international_sample_details() -> None:
         load_sample(
             "ups", "omniship_mock_responses__track_ups_response__converted_from_ruby_hash.json"
         ),
-        ASKED,
+        [ASKED],
     )
     result = results[0]
     assert len(result.events) == 17

@@ -63,7 +63,7 @@ def _answer(*activities: dict[str, Any], **package: Any) -> dict[str, Any]:
 
 
 def _one(payload: Any, status: int = 200) -> Any:
-    results, messages = parse_response(status, payload, NUMBER)
+    results, messages = parse_response(status, payload, [NUMBER])
     assert messages == []
     assert len(results) == 1
     return results[0]
@@ -73,20 +73,20 @@ def _one(payload: Any, status: int = 200) -> Any:
 
 
 def test_build_request_targets_the_details_path_with_required_headers() -> None:
-    """One GET per number, with transId, transactionSrc, en_US and no milestones."""
-    method, path, kwargs = build_request(NUMBER, _settings(), "trans-1")
-    assert (method, path) == ("GET", f"/api/track/v1/details/{NUMBER}")
-    assert kwargs["headers"]["transId"] == "trans-1"
-    assert kwargs["headers"]["transactionSrc"] == "tracksvc-test"
-    assert kwargs["params"]["locale"] == "en_US"
-    assert kwargs["params"]["returnMilestones"] == "false"
-    assert "Authorization" not in kwargs["headers"]
+    """One GET per number, with a fresh transId, transactionSrc, en_US and no milestones."""
+    request = build_request([NUMBER], _settings())
+    assert (request.method, request.path) == ("GET", f"/api/track/v1/details/{NUMBER}")
+    assert len(request.headers["transId"]) == 32
+    assert request.headers["transId"] != build_request([NUMBER], _settings()).headers["transId"]
+    assert request.headers["transactionSrc"] == "tracksvc-test"
+    assert request.params["locale"] == "en_US"
+    assert request.params["returnMilestones"] == "false"
+    assert "Authorization" not in request.headers
 
 
 def test_build_request_escapes_the_number_in_the_path() -> None:
     """A number with a slash cannot change the path."""
-    _, path, _ = build_request("1Z/../x", _settings(), "t")
-    assert path == "/api/track/v1/details/1Z%2F..%2Fx"
+    assert build_request(["1Z/../x"], _settings()).path == "/api/track/v1/details/1Z%2F..%2Fx"
 
 
 # -- label and status precedence --------------------------------------------------------
@@ -295,7 +295,7 @@ def test_tw0001_with_http_200_is_not_found() -> None:
             ]
         }
     }
-    assert parse_response(200, payload, NUMBER) == (
+    assert parse_response(200, payload, [NUMBER]) == (
         [],
         [
             CarrierMessage(
@@ -316,7 +316,7 @@ def test_tw0001_with_http_200_is_not_found() -> None:
 def test_error_envelope_outcomes(status: int, code: str, outcome: Outcome) -> None:
     """TV1002 (400) is an invalid number; TW0001 as a 404 is not found."""
     payload = {"response": {"errors": [{"code": code, "message": "m"}]}}
-    _, messages = parse_response(status, payload, NUMBER)
+    _, messages = parse_response(status, payload, [NUMBER])
     assert [(m.outcome, m.code) for m in messages] == [(outcome, code)]
 
 
@@ -338,7 +338,7 @@ def test_error_statuses_raise_the_matching_error(
 ) -> None:
     """Answers that carry no per-number outcome raise from the tracksvc error tree."""
     with pytest.raises(error):
-        parse_response(status, payload, NUMBER)
+        parse_response(status, payload, [NUMBER])
 
 
 @pytest.mark.parametrize(
@@ -348,7 +348,6 @@ def test_error_statuses_raise_the_matching_error(
         [],
         {},
         {"trackResponse": []},
-        {"trackResponse": {"shipment": []}},
         {"trackResponse": {"shipment": [1]}},
         {"trackResponse": {"shipment": [{"package": "x"}]}},
         {"trackResponse": {"shipment": [{"package": [{"activity": [1]}]}]}},
@@ -362,7 +361,7 @@ def test_error_statuses_raise_the_matching_error(
 def test_malformed_shapes_raise_carrier_response_error(payload: Any) -> None:
     """Shapes UPS does not document raise CarrierResponseError, never KeyError/TypeError."""
     with pytest.raises(CarrierResponseError) as caught:
-        parse_response(200, payload, NUMBER)
+        parse_response(200, payload, [NUMBER])
     assert caught.value.tracking_number == NUMBER
 
 

@@ -7,8 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from carriers.usps.tracking import parse_response
-from carriers.usps.transport import UspsTransport
+from carriers.usps.tracking import TOKEN, parse_response
 from tests.conftest import SAMPLES, load_sample
 from tracksvc.core.errors import CarrierAuthError, CarrierRateLimited
 from tracksvc.core.models import Outcome, TrackingStatus
@@ -45,7 +44,7 @@ class Raises:
 
 @dataclass(frozen=True)
 class Token:
-    """A token response: UspsTransport.token_from_body's answer."""
+    """A token response: TOKEN.read's answer."""
 
     token: str
     lifetime_s: float
@@ -53,7 +52,7 @@ class Token:
 
 @dataclass(frozen=True)
 class TokenRefused:
-    """A token response UspsTransport.token_from_body refuses with ``error``."""
+    """A token response TOKEN.read refuses with ``error``."""
 
     error: type[Exception]
 
@@ -108,7 +107,7 @@ def test_sample_means_what_the_table_says(name: str) -> None:
     expected = TABLE[name]
     number = payload.get("trackingNumber", "9400100000000000000000")
     if isinstance(expected, Details):
-        results, messages = parse_response(200, payload, number)
+        results, messages = parse_response(200, payload, [number])
         assert messages == []
         result = results[0]
         assert (expected.status, expected.code) == (result.status, result.carrier_status_code)
@@ -117,14 +116,14 @@ def test_sample_means_what_the_table_says(name: str) -> None:
         assert all(e.occurred_at is not None for e in result.events)
         assert all(e.occurred_at.tzinfo is not None for e in result.events if e.occurred_at)
     elif isinstance(expected, Message):
-        results, messages = parse_response(expected.http, payload, number)
+        results, messages = parse_response(expected.http, payload, [number])
         assert results == []
         assert (expected.outcome, expected.code) == (messages[0].outcome, messages[0].code)
     elif isinstance(expected, Raises):
         with pytest.raises(expected.error):
-            parse_response(expected.http, payload, number)
+            parse_response(expected.http, payload, [number])
     elif isinstance(expected, Token):
-        assert (expected.token, expected.lifetime_s) == UspsTransport.token_from_body(payload)
+        assert (expected.token, expected.lifetime_s) == TOKEN.read(payload)
     else:
         with pytest.raises(expected.error):
-            UspsTransport.token_from_body(payload)
+            TOKEN.read(payload)

@@ -18,6 +18,7 @@ from tracksvc.core.errors import (
     CarrierUnavailable,
 )
 from tracksvc.core.models import Carrier, Location, Outcome, TrackingResult, TrackingStatus
+from tracksvc.core.settings import Settings
 
 NUMBER = "9400109104250532908587"
 CDT = timezone(timedelta(hours=-6))
@@ -55,7 +56,7 @@ def _details(*events: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 
 def _one(status: int, payload: Any) -> TrackingResult:
-    results, messages = parse_response(status, payload, NUMBER)
+    results, messages = parse_response(status, payload, [NUMBER])
     assert messages == []
     assert len(results) == 1
     return results[0]
@@ -74,15 +75,17 @@ def _error(http: int, sub_code: str | None, title: str = "words") -> dict[str, A
 
 def test_build_request_is_a_v3_detail_get() -> None:
     """The lookup is GET /tracking/v3/tracking/{n} with expand=DETAIL."""
-    assert ("GET", f"/tracking/v3/tracking/{NUMBER}", {"expand": "DETAIL"}) == build_request(
-        NUMBER
+    request = build_request([NUMBER], Settings().carrier(Carrier.usps))
+    assert ("GET", f"/tracking/v3/tracking/{NUMBER}", {"expand": "DETAIL"}) == (
+        request.method, request.path, request.params
     )
 
 
 def test_build_request_quotes_the_number() -> None:
     """A number is a single path segment even if it holds a slash or a space."""
-    _, path, _ = build_request("AB/12 3")
-    assert path == "/tracking/v3/tracking/AB%2F12%203"
+    assert build_request(["AB/12 3"], Settings().carrier(Carrier.usps)).path == (
+        "/tracking/v3/tracking/AB%2F12%203"
+    )
 
 
 # -- statuses -------------------------------------------------------------------
@@ -234,7 +237,7 @@ def test_services_as_string_and_booleans_as_strings_parse() -> None:
     """The README shape (services a string, booleans "true"/"false") parses."""
     payload = load_sample("usps", "usps-api-examples_README_tracking_detail_accepted.json")
     assert isinstance(payload["services"], str)
-    results, _ = parse_response(200, payload, payload["trackingNumber"])
+    results, _ = parse_response(200, payload, [payload["trackingNumber"]])
     assert TrackingStatus.in_transit == results[0].status
 
 
@@ -308,7 +311,7 @@ def test_estimated_delivery_from_expected_then_predicted() -> None:
                                       "150009", "150010"])
 def test_v3_no_data_sub_codes_are_not_found(sub_code: str) -> None:
     """A v3 400 whose sub-code means "no data (yet)" is a not_found message with that code."""
-    results, messages = parse_response(400, _error(400, sub_code), NUMBER)
+    results, messages = parse_response(400, _error(400, sub_code), [NUMBER])
     assert results == []
     assert Outcome.not_found == messages[0].outcome
     assert sub_code == messages[0].code
@@ -319,7 +322,7 @@ def test_v3_no_data_sub_codes_are_not_found(sub_code: str) -> None:
 @pytest.mark.parametrize("sub_code", ["150011", "150012", "159999"])
 def test_other_400_sub_codes_are_invalid_number(sub_code: str) -> None:
     """Pickup-transaction, fraudulent-postage and unknown 400 sub-codes reject the number."""
-    _, messages = parse_response(400, _error(400, sub_code), NUMBER)
+    _, messages = parse_response(400, _error(400, sub_code), [NUMBER])
     assert Outcome.invalid_number == messages[0].outcome
     assert sub_code == messages[0].code
 
@@ -328,7 +331,7 @@ def test_not_found_code_wins_over_others_in_one_envelope() -> None:
     """When one error item says "no data yet" the number is not_found."""
     payload = _error(400, "159999")
     payload["error"]["errors"].append({"title": "later", "code": "150009"})
-    _, messages = parse_response(400, payload, NUMBER)
+    _, messages = parse_response(400, payload, [NUMBER])
     assert (Outcome.not_found, "150009", "later") == (
         messages[0].outcome, messages[0].code, messages[0].message
     )
@@ -336,14 +339,14 @@ def test_not_found_code_wins_over_others_in_one_envelope() -> None:
 
 def test_v3r2_style_404_is_not_found() -> None:
     """A 404 envelope, with or without sub-code, is not_found."""
-    _, messages = parse_response(404, _error(404, None), NUMBER)
+    _, messages = parse_response(404, _error(404, None), [NUMBER])
     assert (Outcome.not_found, "404") == (messages[0].outcome, messages[0].code)
 
 
 def test_not_found_message_keeps_the_carrier_words_without_html() -> None:
     """The message is USPS's own text with its <SUP> markup turned into plain text."""
     payload = load_sample("usps", "omniship_mock_responses__track_usps_not_found_response.json")
-    _, messages = parse_response(400, payload, NUMBER)
+    _, messages = parse_response(400, payload, [NUMBER])
     assert messages[0].message.startswith("12: A status update is not yet available")
     assert "Informed Delivery® to receive" in messages[0].message
     assert "<" not in messages[0].message
@@ -358,7 +361,7 @@ def test_not_found_message_keeps_the_carrier_words_without_html() -> None:
 def test_whole_call_statuses_raise(status: int, error: type[Exception]) -> None:
     """Auth, quota and server statuses are raised, whatever the body."""
     with pytest.raises(error):
-        parse_response(status, _error(status, None), NUMBER)
+        parse_response(status, _error(status, None), [NUMBER])
 
 
 # -- malformed ----------------------------------------------------------------------
@@ -371,8 +374,6 @@ def _broken(mutate: str) -> tuple[int, Any]:
         return 200, [good]
     if mutate == "string":
         return 200, "oops"
-    if mutate == "empty":
-        return 200, {}
     if mutate == "events-object":
         payload["trackingEvents"] = {"0": good["trackingEvents"][0]}
     elif mutate == "event-string":
@@ -394,12 +395,12 @@ def _broken(mutate: str) -> tuple[int, Any]:
 
 @pytest.mark.parametrize(
     "mutate",
-    ["list", "string", "empty", "events-object", "event-string", "code-object", "category-list",
+    ["list", "string", "events-object", "event-string", "code-object", "category-list",
      "error-string", "errors-object", "400-no-envelope", "418-envelope"],
 )
 def test_malformed_shapes_raise_carrier_response_error(mutate: str) -> None:
     """Shapes USPS does not document raise CarrierResponseError, never KeyError/TypeError."""
     status, payload = _broken(mutate)
     with pytest.raises(CarrierResponseError) as caught:
-        parse_response(status, payload, NUMBER)
+        parse_response(status, payload, [NUMBER])
     assert caught.value.tracking_number == NUMBER
