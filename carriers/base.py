@@ -168,7 +168,11 @@ def answer_for(
     sole: TrackingResult | CarrierMessage | None = None
     if len(asked) == 1 and (results or messages):
         sole = results[0] if results else messages[0]
-    return {n: named.get(n) or sole or missing_from_answer(carrier, n) for n in asked}
+    answer: TrackAnswer = {}
+    for number in asked:
+        found = named.get(number, sole)
+        answer[number] = found if found is not None else missing_from_answer(carrier, number)
+    return answer
 
 
 # -- requests ---------------------------------------------------------------------------
