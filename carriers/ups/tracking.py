@@ -15,6 +15,9 @@ Conventions:
 * Times are UTC: ``gmtDate`` + ``gmtTime`` when present, else the local
   ``date`` + ``time`` shifted by ``gmtOffset``, else the local time read as
   UTC with a parse warning.
+* Fields are read with :mod:`carriers.json_read`: a wrong-typed structure or
+  status code is a malformed answer; a wrong-typed description, place or time
+  is left empty with a parse warning.
 """
 
 from __future__ import annotations

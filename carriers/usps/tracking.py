@@ -1,7 +1,7 @@
 """
 USPS Tracking v3: build the request, parse the answer. Pure functions.
 
-No HTTP and no Redis here (``transport.py`` does the HTTP); the only side
+No HTTP and no Redis here (:class:`carriers.base.OAuthTransport` does the HTTP); the only side
 effect is a ``carrier_status_unmapped`` log line when USPS sends a code the
 tables in :mod:`carriers.usps.units` do not know.
 
@@ -14,6 +14,10 @@ What a v3 answer can be (carrier-apis.md sections 3.3-3.6):
 * HTTP 404 (v3r2 style, sub-code 150006): no data yet;
 * 401/403/429/5xx: whole-call failures, normally raised by the transport
   before parsing; :func:`parse_response` raises the same errors if fed one.
+
+Fields are read with :mod:`carriers.json_read`: a wrong-typed structure,
+event code or status category is a malformed answer; a wrong-typed word,
+place or time is left empty with a parse warning.
 """
 
 from __future__ import annotations
