@@ -168,8 +168,9 @@ async def test_answers_are_not_kept_past_the_next_change_by_the_clock(
         status_since=now - timedelta(hours=1) + timedelta(seconds=1), as_of=now, freshness="live",
     )
     assert service._valid_until(label, now) == label.status_since + timedelta(hours=1)
-    moving = label.model_copy(update={"status": TrackingStatus.delivered, "status_since": None})
-    assert service._valid_until(moving, now) > now + timedelta(days=1)
+    delivered = label.model_copy(update={"status": TrackingStatus.delivered, "status_since": None})
+    active_s = service.settings.cache_ttl_active_s
+    assert service._valid_until(delivered, now) == now + timedelta(seconds=active_s)
 
 
 async def test_a_view_built_without_the_carrier_is_not_kept(service_with: Callable[..., Any]) -> None:

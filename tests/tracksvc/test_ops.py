@@ -61,8 +61,10 @@ async def test_readyz_reports_an_open_breaker(
     assert body["carriers"]["ups"] == "open"
 
 
-async def test_metrics_count_calls_cache_and_coalescing(service: Any, sandbox: Sandbox) -> None:
+async def test_metrics_count_calls_cache_and_coalescing(service_with: Any, sandbox: Sandbox) -> None:
     """After lookups, /metrics shows the carrier call, the cache miss and hit, and the gauges."""
+    # Kept answers off: the second lookup must reach the carrier cache to count as its hit.
+    service = await service_with(answer_cache_ttl_s=0)
     assert (await service.get(f"/v1/track/{UPS_IN_TRANSIT}", headers=AGENT)).status == 200
     assert (await service.get(f"/v1/track/{UPS_IN_TRANSIT}", headers=AGENT)).status == 200
     response = await service.get("/metrics")

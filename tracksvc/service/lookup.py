@@ -43,7 +43,7 @@ from tracksvc.domain.status import (
 )
 from tracksvc.domain.summary import summarize
 from tracksvc.domain.views import EventView, ShipmentView, TrackView, location_text
-from tracksvc.economy.cache import FINAL_STATUSES, CachedAnswer
+from tracksvc.economy.cache import CachedAnswer
 from tracksvc.economy.callers import REGISTERED, acting_as
 from tracksvc.economy.tracker import Freshness, Lookup, Tracker
 from tracksvc.registry.store import Registry, Resolution
@@ -287,10 +287,11 @@ class TrackService:
 
     def _valid_until(self, shipment: ShipmentView, now: datetime) -> datetime:
         """Until when a shipment's part of a view stays true: its carrier answer's freshness, its clocks."""
+        # A final answer pushed by the carrier is fresh for the active TTL only (the carrier's next
+        # answer must replace it), and the view cannot tell it from a fetched one: the shorter wins.
         ttl_s = (
-            self.settings.cache_ttl_final_s if shipment.status in FINAL_STATUSES
-            else self.settings.cache_ttl_not_found_s if shipment.status is TrackingStatus.not_found
-            else self.settings.cache_ttl_active_s
+            self.settings.cache_ttl_not_found_s if shipment.status is TrackingStatus.not_found
+            else min(self.settings.cache_ttl_active_s, self.settings.cache_ttl_final_s)
         )
         candidates = [(shipment.as_of or now) + timedelta(seconds=ttl_s)]
         turns = next_age_change(shipment.status, shipment.status_since, self.limits)
