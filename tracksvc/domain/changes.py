@@ -20,10 +20,9 @@ import orjson
 
 from tracksvc.core.errors import InvalidReference
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis_keys import CHANGES_CHANNEL as CHANGES_CHANNEL
 from tracksvc.domain import references
 
-#: The pub/sub channel of changes (registry writes, carrier answers).
-CHANGES_CHANNEL = "tracksvc:changes"
 #: The tag that matches every answer.
 EVERYTHING = "*"
 #: Above this many tags a change says "everything" instead (one import batch, say).

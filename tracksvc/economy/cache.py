@@ -35,11 +35,11 @@ from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier, CarrierMessage, TrackingResult, TrackingStatus
 from tracksvc.core.redis_budget import redis_step
+from tracksvc.core.redis_keys import track_key_prefix
 from tracksvc.core.settings import Settings
 
 log = structlog.get_logger("cache")
 
-track_key_prefix = "tracksvc:track:"
 
 #: Statuses after which nothing more happens at the carrier.
 FINAL_STATUSES = frozenset(

@@ -42,12 +42,12 @@ from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis_budget import redis_step
+from tracksvc.core.redis_keys import quota_key_prefix
 from tracksvc.core.settings import Settings
 from tracksvc.economy.callers import Caller, current_caller
 
 log = structlog.get_logger("quota")
 
-quota_key_prefix = "tracksvc:quota:"
 
 #: Periods of the two limits, in seconds.
 SECOND_S = 1.0

@@ -47,10 +47,10 @@ from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis_budget import redis_step
+from tracksvc.core.redis_keys import flight_key_prefix
 
 log = structlog.get_logger("singleflight")
 
-flight_key_prefix = "tracksvc:flight:"
 
 #: Waiters look at the lock again this long after it would have expired unrenewed.
 LOCK_EXPIRY_SLACK_S = 0.02

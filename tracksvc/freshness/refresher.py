@@ -54,6 +54,7 @@ from redis.exceptions import RedisError
 
 from tracksvc.core.errors import RegistryUnavailable
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis_keys import claim_key_prefix
 from tracksvc.core.settings import Settings
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.domain.status import AGE_RULES, Clocks, Limits
@@ -63,7 +64,6 @@ from tracksvc.service.lookup import TrackService
 
 log = structlog.get_logger("refresher")
 
-claim_key_prefix = "tracksvc:refresh:claim:"
 
 #: How long each carrier keeps tracking data, in days after the label.
 RETENTION_DAYS: Mapping[Carrier, int] = {

@@ -82,6 +82,7 @@ from tracksvc.core.errors import (
     SubscriptionLimitReached,
 )
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis_keys import webhooks_key_prefix as KEY_PREFIX
 from tracksvc.core.settings import Settings
 from tracksvc.core.tasks import cancel_and_wait
 from tracksvc.domain import references
@@ -100,7 +101,6 @@ from tracksvc.service.lookup import TrackService
 
 log = structlog.get_logger("webhooks")
 
-KEY_PREFIX = "tracksvc:{webhooks}:"
 SUBS = f"{KEY_PREFIX}subs"
 SWEEP = f"{KEY_PREFIX}sweep"
 OUTBOX = f"{KEY_PREFIX}outbox"

@@ -55,21 +55,25 @@ from redis.exceptions import RedisError
 from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
+from tracksvc.core.redis_keys import (
+    ORDER_KEY_PREFIX,
+    REF_KEY_PREFIX,
+    REFRESH_DUE,
+    SHIPMENT_KEY_PREFIX,
+    UNSCANNED,
+)
 from tracksvc.domain import changes, references
 from tracksvc.domain.records import STORED, OrderRecord, ShipmentRecord
-
-UNSCANNED = "tracksvc:labels:unscanned"
-REFRESH_DUE = "tracksvc:refresh:due"
 
 
 def shipment_key(shipment_id: str) -> str:
     """Key of one shipment record."""
-    return f"tracksvc:shipment:{{s:{shipment_id}}}"
+    return f"{SHIPMENT_KEY_PREFIX}{{s:{shipment_id}}}"
 
 
 def order_key(order_number: str) -> str:
     """Key of one order record."""
-    return f"tracksvc:order:{{o:{order_number}}}"
+    return f"{ORDER_KEY_PREFIX}{{o:{order_number}}}"
 
 
 def order_shipments_key(order_number: str) -> str:
@@ -79,7 +83,7 @@ def order_shipments_key(order_number: str) -> str:
 
 def ref_key(reference: str) -> str:
     """Key of what a reference names."""
-    return f"tracksvc:ref:{{r:{reference}}}"
+    return f"{REF_KEY_PREFIX}{{r:{reference}}}"
 
 
 def unscanned_key(origin: str | None = None) -> str:

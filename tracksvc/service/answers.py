@@ -166,6 +166,8 @@ class AnswerCache:
                             heard(tags)
             except (RedisError, OSError) as exc:
                 log.warning("answer_changes_unheard", error=type(exc).__name__)
+            except Exception:  # a bug must not leave this replica deaf for good: log it, listen again
+                log.exception("answer_listener_failed")
             finally:
                 self.listening = False
                 self.clear()

@@ -67,14 +67,12 @@ from tracksvc.core.errors import (
     TooManyAttempts,
 )
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis_keys import failure_key_prefix
 from tracksvc.domain import references
 from tracksvc.domain.records import Direction
 from tracksvc.domain.views import TrackView
 from tracksvc.registry.store import Registry, Resolution
 from tracksvc.service.lookup import TrackService, matched_field
-
-#: Redis key prefix of the failure counters (key = prefix + ``{client:<addr>}`` or ``{order:<number>}``).
-failure_key_prefix = "tracksvc:portal:failures:"
 
 #: Longest postal code accepted in a query (longer is a 400, not a lookup).
 MAX_POSTAL_CODE_LENGTH = 32
