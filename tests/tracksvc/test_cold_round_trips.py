@@ -25,6 +25,8 @@ from tracksvc.core.errors import CarrierError
 from tracksvc.core.models import Carrier, TrackingStatus
 from tracksvc.core.settings import Settings
 from tracksvc.economy.cache import TrackingCache, track_key
+from tracksvc.economy.callers import REGISTERED
+from tracksvc.economy.quota import BLOCK_READ_EVERY_S, Budget, QuotaLimits, Refusal, RefusalReason, quota_key
 from tracksvc.economy.singleflight import flight_key
 from tracksvc.economy.tracker import Freshness, Tracker
 
@@ -124,3 +126,45 @@ async def test_concurrent_cold_lookups_share_one_read(
     assert {lk.as_of for lk in lookups} == {lookups[0].as_of}
     assert all(lk.result is not None and lk.result.status is TrackingStatus.in_transit for lk in lookups)
     assert len(sends) <= 3, sends
+
+
+class FrozenClock:
+    """Monotonic seconds that move only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_budget_without_limits_reads_the_block_once_per_interval(
+    redis_client: aioredis.Redis, redis_server: Any
+) -> None:
+    """
+    No limits: calls at once share one read of the carrier's block, calls within the
+    interval read nothing, and another replica's block is seen once the interval has passed.
+    """
+    clock = FrozenClock()
+    redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        redis_server.url, connection_class=CountingConnection, max_connections=20,
+    ))
+    budget = Budget(redis, Carrier.ups, QuotaLimits(per_second=0, per_hour=0), clock=clock)
+    try:
+        await redis.ping()  # the connection's own handshake is not the budget's
+        CountingConnection.sends.clear()
+        waits = await asyncio.gather(*(budget.reserve(REGISTERED, 1.0) for _ in range(5)))
+        assert waits == [0.0] * 5
+        assert CountingConnection.sends == [["PTTL"]]
+        assert await budget.reserve(REGISTERED, 1.0) == 0.0
+        assert len(CountingConnection.sends) == 1
+
+        await redis_client.set(quota_key(Carrier.ups, "block"), "429", px=30_000)  # another replica's
+        clock.now += BLOCK_READ_EVERY_S
+        refused = await budget.reserve(REGISTERED, 1.0)
+        assert isinstance(refused, Refusal)
+        assert refused.reason is RefusalReason.retry_after
+        assert 25 < refused.retry_after_s <= 30
+        assert len(CountingConnection.sends) == 2
+    finally:
+        await redis.aclose()

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
 import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -262,7 +261,7 @@ class TrackingCache:
     @staticmethod
     def encode(answer: CachedAnswer) -> bytes:
         """An answer as stored in Redis (what :meth:`decode` reads back)."""
-        return orjson.dumps(answer.model_dump(mode="json"))
+        return CachedAnswer.__pydantic_serializer__.to_json(answer)  # the bytes orjson made of model_dump
 
     def remember(self, carrier: Carrier, number: str, answer: CachedAnswer, *, stored: bool) -> None:
         """

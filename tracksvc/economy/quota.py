@@ -22,6 +22,12 @@ latest by its deadline) takes its place in the bucket at once and waits for
 its turn; one that may not answers at once with when the next call is
 allowed. A lookup never waits only to be refused.
 
+**No limits.** A carrier whose limits are both 0 has only the carrier's own
+Retry-After blocks to honour: each replica reads the block at most once per
+:data:`BLOCK_READ_EVERY_S` (calls meanwhile share that read) instead of
+running the script for every call, so another replica's block is seen at
+most that late.
+
 When Redis cannot be reached the same algorithm runs in-process (each
 replica then keeps its own budget) and the call is never refused for that
 reason alone.
@@ -48,6 +54,9 @@ from tracksvc.economy.callers import Caller, current_caller
 
 log = structlog.get_logger("quota")
 
+
+#: How often a budget without limits reads the carrier's Retry-After block from Redis, at most.
+BLOCK_READ_EVERY_S = 0.1
 
 #: Periods of the two limits, in seconds.
 SECOND_S = 1.0
@@ -393,6 +402,7 @@ class Budget:
         carrier: whose budget.
         limits: calls per second and per hour.
         shares: how the budget is shared out between registered and ad-hoc lookups.
+        clock: monotonic seconds (injectable for tests).
     """
 
     def __init__(
@@ -401,15 +411,22 @@ class Budget:
         carrier: Carrier,
         limits: QuotaLimits,
         shares: QuotaShares | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
         self.carrier = carrier
         self.limits = limits
         self.shares = shares or QuotaShares()
-        self.local = LocalBudget(limits, shares=self.shares)
+        self.local = LocalBudget(limits, shares=self.shares, clock=clock)
+        self._clock = clock
         self._block_key = quota_key(carrier, "block")
         self._take = redis.register_script(_TAKE_SCRIPT)
         self._block = redis.register_script(_BLOCK_SCRIPT)
+        #: Without limits: when the block was last read, until when it holds, the read under way.
+        self._block_read_at = -math.inf
+        self._blocked_until = 0.0
+        self._block_read: asyncio.Task[None] | None = None
 
     async def reserve(self, caller: Caller, max_wait_s: float) -> float | Refusal:
         """
@@ -422,6 +439,9 @@ class Budget:
         if blocked_s > 0:  # this replica met the 429 itself: no need to ask Redis
             return Refusal(RefusalReason.retry_after, blocked_s)
         buckets = buckets_for(self.limits, self.shares, caller)
+        if not buckets:  # no limits: only another replica's Retry-After block can refuse
+            blocked_s = await self._blocked_elsewhere_s()
+            return Refusal(RefusalReason.retry_after, blocked_s) if blocked_s > 0 else 0.0
         args: list[float] = [max(0, math.floor(max_wait_s * 1000))]
         for bucket in buckets:
             args += (bucket.limit, bucket.period_s * 1000)
@@ -441,6 +461,27 @@ class Budget:
         if which < 0 or which > len(buckets):
             return Refusal(RefusalReason.retry_after, wait_s)
         return _refusal(buckets[which - 1], wait_s)
+
+    async def _blocked_elsewhere_s(self) -> float:
+        """Seconds the carrier's shared block has left, read at most every :data:`BLOCK_READ_EVERY_S`."""
+        if self._clock() - self._block_read_at >= BLOCK_READ_EVERY_S:
+            if self._block_read is None:
+                self._block_read = asyncio.get_running_loop().create_task(self._read_block())
+            await asyncio.shield(self._block_read)
+        return max(0.0, self._blocked_until - self._clock())
+
+    async def _read_block(self) -> None:
+        try:
+            async with redis_step("quota block read"):
+                left_ms = int(await self.redis.pttl(self._block_key))
+        except (RedisError, OSError) as exc:
+            log.warning("quota_redis_unavailable", carrier=self.carrier.value, error=str(exc))
+            left_ms = 0  # as without Redis: never refused for that alone
+        finally:
+            self._block_read = None
+        now = self._clock()
+        self._block_read_at = now
+        self._blocked_until = now + left_ms / 1000 if left_ms > 0 else 0.0
 
     async def take(self, caller: Caller | None = None) -> Refusal | None:
         """Take one call now from the shared budget, or say why not and for how long."""

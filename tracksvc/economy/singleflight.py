@@ -128,7 +128,8 @@ class FlightLock:
     carrier: Carrier
     number: str
     token: str
-    renewer: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: The next renewal: a timer until it is due, then the task renewing.
+    renewer: asyncio.TimerHandle | asyncio.Task[None] | None = field(default=None, repr=False)
     finished: bool = False
 
 
@@ -254,8 +255,16 @@ class RedisFlights:
 
     def _held(self, carrier: Carrier, number: str, token: str) -> FlightLock:
         lock = FlightLock(carrier, number, token)
-        lock.renewer = asyncio.get_running_loop().create_task(self._keep(lock))
+        self._renew_later(lock)
         return lock
+
+    def _renew_later(self, lock: FlightLock) -> None:
+        # A timer, not a task: most flights end before their first renewal is due.
+        lock.renewer = asyncio.get_running_loop().call_later(self.lock_ttl_s / 3, self._renew_due, lock)
+
+    def _renew_due(self, lock: FlightLock) -> None:
+        if not lock.finished:
+            lock.renewer = asyncio.get_running_loop().create_task(self._renew_once(lock))
 
     async def acquire(
         self, carrier: Carrier, number: str, *, peek: str | None = None
@@ -286,21 +295,18 @@ class RedisFlights:
             return LockOutcome.held, None, peeked
         return LockOutcome.acquired, self._held(carrier, number, token), peeked
 
-    async def _keep(self, lock: FlightLock) -> None:
+    async def _renew_once(self, lock: FlightLock) -> None:
         key = flight_key(lock.carrier, lock.number, "lock")
-        # The flag, not only cancellation, ends this loop: on Python 3.11 redis-py's
+        try:
+            async with redis_step("flight lock renewal"):
+                renewed = await self._renew(keys=[key], args=[lock.token, self._lock_ttl_ms])
+        except (RedisError, OSError):
+            return
+        # The flag, not only cancellation, ends the renewals: on Python 3.11 redis-py's
         # wait_for() around socket writes can swallow a cancellation.
-        while not lock.finished:
-            await asyncio.sleep(self.lock_ttl_s / 3)
-            if lock.finished:
-                return
-            try:
-                async with redis_step("flight lock renewal"):
-                    renewed = await self._renew(keys=[key], args=[lock.token, self._lock_ttl_ms])
-                if not renewed:
-                    return  # lost it (expired while Redis was away): nothing left to keep
-            except (RedisError, OSError):
-                return
+        if renewed and not lock.finished:
+            self._renew_later(lock)
+        # not renewed: lost it (expired while Redis was away), nothing left to keep
 
     async def finish(self, lock: FlightLock, payload: bytes, *, store: Entry | None = None) -> bool:
         """
