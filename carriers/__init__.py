@@ -10,6 +10,6 @@ demo; nothing here imports it, nor anything of ``tracksvc``.
 
 from __future__ import annotations
 
-from carriers.registry import REGISTRY
+from carriers.adapters import REGISTRY
 
 __all__ = ["REGISTRY"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from carriers.registry import REGISTRY
+from carriers.adapters import REGISTRY
 from tracksvc.api.background import add_background_tasks
 from tracksvc.api.keys import http_key, redis_key, registry_key, service_key, settings_key, tracker_key
 from tracksvc.api.middlewares import (

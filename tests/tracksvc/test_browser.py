@@ -228,6 +228,7 @@ async def test_warehouse_lists_the_stalled_label_and_downloads_csv(
     await expect(row).to_contain_text("408 h (17 days)")
     await expect(row).to_contain_text("UPS")
     await expect(row).to_contain_text(stories["ups-17-days"].shipments[0].tracking_number)
+    await expect(row.locator(".unchecked")).to_have_text("not yet checked")  # seeded, never asked about
     dal1 = page.locator('section[data-origin="DAL1"]')
     await expect(dal1.locator("tbody tr").first).to_have_attribute("data-shipment", "shp-2001002-1")
     await page.screenshot(path=shot("warehouse"), full_page=True)

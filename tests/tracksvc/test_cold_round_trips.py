@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from carriers.adapters import REGISTRY
 from carriers.base import unavailable_message
-from carriers.registry import REGISTRY
 from carriers.sandbox.scenarios import Scenario, Step, ups_number
 from tests.conftest import Sandbox
 from tracksvc.core.errors import CarrierError

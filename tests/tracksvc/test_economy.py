@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from carriers.registry import REGISTRY
+from carriers.adapters import REGISTRY
 from carriers.sandbox.scenarios import CATALOGUE, Scenario, Step, fedex_number, ups_number, usps_number
 from tests.conftest import Sandbox
 from tracksvc.core.models import Carrier, Outcome, TrackingStatus

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from tracksvc.app import create_app
-from tracksvc.cli.local import run_standalone, track_once
+from tracksvc.cli.inprocess import run_standalone, track_once
 from tracksvc.cli.registry import add_registry_commands
 from tracksvc.core.logs import configure_logging
 from tracksvc.core.settings import Settings

@@ -15,6 +15,8 @@ key                                        type    what (owner)
 ``tracksvc:order:{o:<number>}:shipments``  set     the order's shipment ids (registry.store)
 ``tracksvc:ref:{r:<reference>}``           hash    kind -> id a reference names (registry.store)
 ``tracksvc:labels:unscanned[:<origin>]``   zset    unscanned labels by label time (registry.store)
+``tracksvc:labels:unchecked``              zset    listed labels never checked (registry.store)
+``tracksvc:shipment:{s:<id>}:checked``     string  last carrier answer, epoch s (registry.store)
 ``tracksvc:refresh:due``                   zset    next look per shipment (registry.store)
 ``tracksvc:refresh:claim:{<id>}``          string  a replica's claim on one refresh (refresher)
 ``tracksvc:track:{<carrier>:<number>}``    string  a carrier's answer, JSON (economy.cache)
@@ -32,6 +34,8 @@ SHIPMENT_KEY_PREFIX = "tracksvc:shipment:"
 ORDER_KEY_PREFIX = "tracksvc:order:"
 REF_KEY_PREFIX = "tracksvc:ref:"
 UNSCANNED = "tracksvc:labels:unscanned"
+UNCHECKED = "tracksvc:labels:unchecked"
+CHECKED_SUFFIX = ":checked"
 REFRESH_DUE = "tracksvc:refresh:due"
 claim_key_prefix = "tracksvc:refresh:claim:"
 track_key_prefix = "tracksvc:track:"

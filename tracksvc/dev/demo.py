@@ -2,8 +2,10 @@
 ``tracksvc demo``: everything in one command on a fresh machine.
 
 Starts a private redis-server (unless ``TRACKSVC_REDIS_URL`` is set), the
-carrier sandbox and the service on loopback, prints numbers and keys to try,
-and stops everything on Ctrl-C.
+carrier sandbox and the service on loopback, seeds the stories, asks the
+carriers about every seeded label (so the warehouse list is true from its
+first screen, not after the refresher's first cycles), prints numbers and
+keys to try, and stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from aiohttp import web
 
 from carriers.sandbox.app import create_sandbox_app
 from carriers.sandbox.scenarios import CATALOGUE
+from tracksvc.api.keys import refresher_key
 from tracksvc.app import create_app
 from tracksvc.core.logs import configure_logging
 from tracksvc.core.redis import redis_client
 from tracksvc.core.settings import Settings
 from tracksvc.dev.redis_server import RedisServer
 from tracksvc.dev.seed import Story, seed
-from tracksvc.registry.store import Registry
+from tracksvc.freshness.refresher import CycleReport, Refresher
+from tracksvc.registry.store import Registry, on_warehouse_list
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,11 @@ async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0
         keys = DemoKeys.mint()
         settings = demo_settings(redis_url, sandbox_url, keys, port)
         configure_logging(settings)
-        service_runner, port = await start_site(create_app(settings), host, port)
+        app = create_app(settings)
+        service_runner, port = await start_site(app, host, port)
         runners.append(service_runner)
         stories = await seed_demo(redis_url)
+        await check_seeded_labels(app[refresher_key], stories)
         print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories)
         await stop.wait()
         print("\nstopping: service, sandbox, redis", flush=True)
@@ -117,6 +123,17 @@ async def seed_demo(redis_url: str) -> list[Story]:
         return await seed(Registry(client))
     finally:
         await client.aclose()
+
+
+async def check_seeded_labels(refresher: Refresher, stories: list[Story]) -> CycleReport:
+    """
+    Ask the carriers about every seeded label the warehouse list would show, now.
+
+    What a refresher cycle does for them, at once: a label the carrier has
+    scanned or voided leaves the list, the others carry the time they were checked.
+    """
+    ids = [s.shipment_id for story in stories for s in story.shipments if on_warehouse_list(s)]
+    return await refresher.refresh_now(ids)
 
 
 #: The last line of the banner: what a script waits for before using the demo.

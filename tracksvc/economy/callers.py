@@ -21,6 +21,7 @@ numbers, is charged to the caller that started it. Code outside a request
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ def key_id(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=256)  # a replica serves a handful of keys: hash each once
 def ad_hoc(api_key: str | None) -> Caller:
     """An agent's lookup of unregistered numbers with ``api_key`` (its share is per key)."""
     return Caller(reserved=False, key_id=key_id(api_key) if api_key else None)

@@ -78,6 +78,10 @@ class CarrierGate:
         self.breaker = breaker
         self.metrics = metrics
         self.rate_limited_block_s = rate_limited_block_s
+        # Each call counts in these: their per-carrier children are looked up once.
+        self._latency = metrics.carrier_latency.labels(self.carrier.value)
+        self._batch_size = metrics.batch_size.labels(self.carrier.value)
+        self._shown: BreakerState | None = None
 
     @property
     def max_batch(self) -> int:
@@ -87,7 +91,9 @@ class CarrierGate:
     def state(self) -> BreakerState:
         """The breaker's state now (and the gauge set to it)."""
         state = self.breaker.state
-        self.metrics.set_breaker_state(self.carrier.value, state.value)
+        if state is not self._shown:
+            self.metrics.set_breaker_state(self.carrier.value, state.value)
+            self._shown = state
         return state
 
     async def track(self, numbers: Sequence[str], *, deadline: float, wait_until: float) -> TrackAnswer:
@@ -148,7 +154,7 @@ class CarrierGate:
         self.breaker.success()
         self.state()
         self._measure("ok", started)
-        self.metrics.batch_size.labels(carrier).observe(len(numbers))
+        self._batch_size.observe(len(numbers))
         return answer
 
     def _refused(self, refusal: Refusal) -> CarrierRateLimited:
@@ -174,6 +180,5 @@ class CarrierGate:
         log.warning("carrier_call_failed", carrier=self.carrier.value, error=str(error))
 
     def _measure(self, outcome: str, started: float) -> None:
-        carrier = self.carrier.value
-        self.metrics.carrier_calls.labels(carrier, outcome).inc()
-        self.metrics.carrier_latency.labels(carrier).observe(time.perf_counter() - started)
+        self.metrics.carrier_calls.labels(self.carrier.value, outcome).inc()
+        self._latency.observe(time.perf_counter() - started)

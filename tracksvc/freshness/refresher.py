@@ -5,12 +5,15 @@ looking them up (design.md section 4).
 
 One cycle picks at most ``refresher_batch_size`` shipments, in this order:
 
-1. label-only labels near the tender grace limit (label age within
+1. labels already past the tender grace period that no carrier has been
+   asked about (the registry's unchecked index, oldest first): they are on
+   the warehouse's stalled list on nobody's word, e.g. right after an import;
+2. label-only labels near the tender grace limit (label age within
    ``refresher_near_grace_hours`` of ``tender_grace_hours``): the ones about
    to enter, or just entered, the warehouse's stalled list;
-2. the other label-only labels, oldest first (both from the registry's
+3. the other label-only labels, oldest first (2 and 3 from the registry's
    unscanned index, a range query by label time);
-3. every other registered shipment that is due, most overdue first (the
+4. every other registered shipment that is due, most overdue first (the
    registry's ``tracksvc:refresh:due`` schedule).
 
 Labels take at most three quarters of a batch, so parcels in transit never
@@ -277,20 +280,7 @@ class Refresher:
         now = self.clock()
         report = CycleReport(started_at=now.timestamp())
         claimed = await self._claim(await self._candidates(now), report)
-        records = await self.registry.get_shipments(claimed)
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def refresh(sid: str, record: ShipmentRecord | None) -> None:
-            async with semaphore:
-                due = await self._refresh(sid, record, now, report)
-                # At once, not at the end of the cycle: a cycle longer than its period
-                # must not leave a refreshed shipment looking due once its claim expires.
-                try:
-                    await self.registry.schedule_refresh({sid: due})
-                except RegistryUnavailable as exc:  # it stays due; the next cycle retries
-                    log.warning("refresher_schedule_failed", shipment_id=sid, error=str(exc))
-
-        await asyncio.gather(*(refresh(sid, rec) for sid, rec in zip(claimed, records, strict=True)))
+        await self._refresh_all(claimed, now, report)
         report.lag_s = await self._lag(self.clock())
         report.elapsed_s = time.perf_counter() - started
         self.last_cycle_lag_s = report.lag_s
@@ -314,6 +304,38 @@ class Refresher:
                 log.exception("refresher_hook_failed")
         return report
 
+    async def refresh_now(self, shipment_ids: Sequence[str]) -> CycleReport:
+        """
+        Ask the carriers about these shipments now, whatever their schedule (``tracksvc demo``
+        checks its seeded labels before it says it is ready); they are scheduled as in a cycle.
+
+        Raises:
+            RegistryUnavailable: Redis could not be reached to read the shipments.
+        """
+        started = time.perf_counter()
+        now = self.clock()
+        report = CycleReport(started_at=now.timestamp())
+        await self._refresh_all(list(dict.fromkeys(shipment_ids)), now, report)
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    async def _refresh_all(self, shipment_ids: list[str], now: datetime, report: CycleReport) -> None:
+        """Refresh shipments, ``refresher_concurrency`` at a time, each scheduled once refreshed."""
+        records = await self.registry.get_shipments(shipment_ids)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def refresh(sid: str, record: ShipmentRecord | None) -> None:
+            async with semaphore:
+                due = await self._refresh(sid, record, now, report)
+                # At once, not at the end of the cycle: a cycle longer than its period
+                # must not leave a refreshed shipment looking due once its claim expires.
+                try:
+                    await self.registry.schedule_refresh({sid: due})
+                except RegistryUnavailable as exc:  # it stays due; the next cycle retries
+                    log.warning("refresher_schedule_failed", shipment_id=sid, error=str(exc))
+
+        await asyncio.gather(*(refresh(sid, rec) for sid, rec in zip(shipment_ids, records, strict=True)))
+
     async def run(self) -> None:
         """Run cycles forever, one per period (cancel the task to stop)."""
         while True:
@@ -331,11 +353,12 @@ class Refresher:
         now_ts = now.timestamp()
         scan = self.batch_size * SCAN_FACTOR
         boundary = now_ts - self.grace_s
+        unchecked = await self.registry.unchecked_ids(float("-inf"), boundary, scan)
         near = await self.registry.unscanned_ids(
             boundary - self.near_grace_s, min(now_ts, boundary + self.near_grace_s), scan
         )
         oldest = await self.registry.unscanned_ids(float("-inf"), now_ts, scan)
-        labels = list(dict.fromkeys([*near, *oldest]))
+        labels = list(dict.fromkeys([*unchecked, *near, *oldest]))
         due_times = await self.registry.refresh_due_times(labels)
         # An unscheduled label is not polled: voided, finished or past retention.
         picked = [

@@ -1,16 +1,20 @@
 """
 The registry in Redis: shipments, orders, the references that lead to them,
-and the index of labels no carrier has scanned yet.
+and the index of labels no carrier has scanned yet (outbound, not voided:
+the warehouse list) with when a carrier was last asked about each.
 
 Keys (every multi-key story stays single-key per command, so the layout
 works on Redis Cluster; the braces are hash tags)::
 
     tracksvc:shipment:{s:<shipment_id>}          JSON ShipmentRecord
+    tracksvc:shipment:{s:<shipment_id>}:checked  when a carrier last answered about it (epoch s)
     tracksvc:order:{o:<order_number>}            JSON OrderRecord
     tracksvc:order:{o:<order_number>}:shipments  SET of shipment ids
     tracksvc:ref:{r:<reference>}                 HASH kind -> id: what a reference names
     tracksvc:labels:unscanned                    ZSET shipment id -> label time (epoch s)
     tracksvc:labels:unscanned:<origin>           the same, per warehouse or store
+    tracksvc:labels:unchecked                    ZSET shipment id -> label time: labels on the
+                                                 list no carrier answered about yet
     tracksvc:refresh:due                         ZSET shipment id -> when the refresher looks next
                                                  (epoch s); registered shipments still worth
                                                  polling (tracksvc.freshness.refresher drops finished ones)
@@ -56,19 +60,36 @@ from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryU
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
 from tracksvc.core.redis_keys import (
+    CHECKED_SUFFIX,
     ORDER_KEY_PREFIX,
     REF_KEY_PREFIX,
     REFRESH_DUE,
     SHIPMENT_KEY_PREFIX,
+    UNCHECKED,
     UNSCANNED,
 )
 from tracksvc.domain import changes, references
-from tracksvc.domain.records import STORED, OrderRecord, ShipmentRecord
+from tracksvc.domain.records import STORED, Direction, OrderRecord, ShipmentRecord
 
 
 def shipment_key(shipment_id: str) -> str:
     """Key of one shipment record."""
     return f"{SHIPMENT_KEY_PREFIX}{{s:{shipment_id}}}"
+
+
+def checked_key(shipment_id: str) -> str:
+    """When a carrier last answered about a shipment (same slot as its record)."""
+    return f"{shipment_key(shipment_id)}{CHECKED_SUFFIX}"
+
+
+def on_warehouse_list(record: ShipmentRecord) -> bool:
+    """
+    Whether a label belongs on the warehouse list once past the grace period.
+
+    An outbound label, not voided, that no carrier has scanned: a return label
+    waits on the customer, not on the warehouse.
+    """
+    return not record.voided and record.first_scan_at is None and record.direction is Direction.outbound
 
 
 def order_key(order_number: str) -> str:
@@ -191,6 +212,34 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         ) from exc
 
 
+# Record a check time only if it is later than the one stored (replicas may
+# hold answers of different ages). One key: cluster-safe.
+_SET_IF_LATER = """
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > stored then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+#: A check time is written again only when it moved by more than this (seconds):
+#: a cached answer served a thousand times writes nothing.
+CHECKED_RESOLUTION_S = 60.0
+
+#: Check times each process remembers having written (oldest forgotten first).
+CHECKED_MEMO_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class StalledLabel:
+    """One row of the warehouse list: the label, and when a carrier was last asked about it."""
+
+    record: ShipmentRecord
+    #: When a carrier last answered about this label; None: nobody has checked it yet.
+    checked_at: datetime | None
+
+
 # Where the next page of an index starts, and its first window, in one
 # atomic step: just past the cursor's label if it is still there with the
 # same time, else at the first label with that time (the caller skips the
@@ -276,11 +325,19 @@ class _WriteBatch:
         index = self.index
         if previous is not None and previous.origin and previous.origin != record.origin:
             index.setdefault(unscanned_key(previous.origin), {})[sid] = None
-        unscanned = not record.voided and record.first_scan_at is None
-        label_ts = record.label_created_at.timestamp() if unscanned else None
+        listed = on_warehouse_list(record)
+        label_ts = record.label_created_at.timestamp() if listed else None
         index.setdefault(unscanned_key(), {})[sid] = label_ts
         if record.origin:
             index.setdefault(unscanned_key(record.origin), {})[sid] = label_ts
+        # A new label, or a new number, has not been asked about: its check time goes.
+        renumbered = previous is not None and (
+            (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
+        )
+        if renumbered:
+            rows.append(("DEL", checked_key(sid)))
+        if not listed or previous is None or renumbered:
+            index.setdefault(UNCHECKED, {})[sid] = label_ts
         self._schedule(record, previous)
 
     def _schedule(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
@@ -471,6 +528,8 @@ class Registry:
         #: Told the tags of every write this replica makes, once it is stored (its own kept
         #: answers go at once; other replicas hear the same tags over pub/sub).
         self.on_change = on_change
+        #: Shipment id -> the check time this process last wrote (:meth:`note_checked`).
+        self._checked: dict[str, float] = {}
 
     def _changed(self, tags: set[str]) -> None:
         if tags and self.on_change is not None:
@@ -731,6 +790,36 @@ class Registry:
         )
         await self.put_shipments([updated], previous={record.shipment_id: record})
 
+    async def note_checked(self, record: ShipmentRecord, checked_at: datetime) -> bool:
+        """
+        A carrier answered about a label on the warehouse list at ``checked_at``.
+
+        One round trip, and only when the time moved by more than
+        :data:`CHECKED_RESOLUTION_S` since this process last wrote it: serving a
+        cached answer again writes nothing. The stored time never goes back.
+        Shipments off the list (scanned, voided, returns) are not recorded.
+
+        Returns:
+            Whether Redis was written.
+
+        Raises:
+            RegistryUnavailable: Redis failed.
+        """
+        sid = record.shipment_id
+        at = checked_at.timestamp()
+        known = self._checked.get(sid)
+        if not on_warehouse_list(record) or (known is not None and at < known + CHECKED_RESOLUTION_S):
+            return False
+        await self._write([
+            ("EVAL", _SET_IF_LATER, "1", checked_key(sid), score(at)),
+            ("ZREM", UNCHECKED, sid),
+        ])
+        self._checked.pop(sid, None)
+        if len(self._checked) >= CHECKED_MEMO_ENTRIES:
+            del self._checked[next(iter(self._checked))]
+        self._checked[sid] = at
+        return True
+
     # -- reads -------------------------------------------------------------
 
     async def get_shipment(self, shipment_id: str) -> ShipmentRecord | None:
@@ -835,6 +924,46 @@ class Registry:
         neither repeated nor skipped, and a page costs the same however deep
         it is.
         """
+        page, next_cursor = await self._unscanned_page(before_ts, origin, limit, cursor)
+        records = await self._get_many([sid for sid, _ in page])
+        return [r for r in records if r is not None], next_cursor
+
+    async def stalled(
+        self,
+        *,
+        before_ts: float,
+        origin: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[StalledLabel], str | None]:
+        """
+        The warehouse list: :meth:`unscanned` with when a carrier last answered about each label.
+
+        Records and check times come in one round trip. A label that left the
+        list since the index was read (scanned, voided, a return) is left out.
+        """
+        page, next_cursor = await self._unscanned_page(before_ts, origin, limit, cursor)
+        ids = [sid for sid, _ in page]
+        try:
+            replies = await send_all(
+                self.redis,
+                [("GET", shipment_key(sid)) for sid in ids] + [("GET", checked_key(sid)) for sid in ids],
+            )
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        rows: list[StalledLabel] = []
+        for raw, checked in zip(replies[:len(ids)], replies[len(ids):], strict=True):
+            record = None if raw is None else _load(ShipmentRecord, raw)
+            if record is None or not on_warehouse_list(record):
+                continue
+            at = None if checked is None else datetime.fromtimestamp(float(_text(checked)), tz=UTC)
+            rows.append(StalledLabel(record, at))
+        return rows, next_cursor
+
+    async def _unscanned_page(
+        self, before_ts: float, origin: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[tuple[str, float]], str | None]:
+        """One page of the unscanned index (id, label time) and the cursor past it."""
         key = unscanned_key(origin)
         after = _decode_cursor(cursor) if cursor else None
         window = limit + 1
@@ -867,9 +996,7 @@ class Registry:
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         page, more = picked[:limit], len(picked) > limit
-        records = await self._get_many([sid for sid, _ in page])
-        next_cursor = _encode_cursor(page[-1][1], page[-1][0]) if more and page else None
-        return [r for r in records if r is not None], next_cursor
+        return page, _encode_cursor(page[-1][1], page[-1][0]) if more and page else None
 
     async def get_shipments(self, shipment_ids: list[str]) -> list[ShipmentRecord | None]:
         """Several shipment records in one round trip (None where missing)."""
@@ -880,6 +1007,10 @@ class Registry:
     async def unscanned_ids(self, low_ts: float, high_ts: float, limit: int) -> list[str]:
         """Ids of unscanned labels printed between two times, oldest first."""
         return [sid for sid, _ in await self._zrange(UNSCANNED, low_ts, high_ts, limit)]
+
+    async def unchecked_ids(self, low_ts: float, high_ts: float, limit: int) -> list[str]:
+        """Ids of listed labels no carrier has answered about, printed between two times, oldest first."""
+        return [sid for sid, _ in await self._zrange(UNCHECKED, low_ts, high_ts, limit)]
 
     async def due_for_refresh(self, now_ts: float, limit: int) -> list[tuple[str, float]]:
         """Shipments due for a refresh by ``now_ts``, most overdue first, with their due times."""

@@ -404,16 +404,22 @@ class TrackService:
         )
 
     async def learn(self, record: ShipmentRecord, lookup: Lookup) -> None:
-        """A carrier scan or a carrier void takes the label off the unscanned list (lookup, refresh, push)."""
-        if self.registry is None or lookup.result is None or record.first_scan_at is not None:
+        """
+        A carrier scan or a carrier void takes the label off the unscanned list (lookup, refresh, push);
+        any other carrier answer (``as_of``) about a listed label is when it was last checked.
+        """
+        if self.registry is None or record.first_scan_at is not None:
             return
-        scanned = lookup.result.last_physical_scan_at
-        if scanned is None and lookup.result.status is not TrackingStatus.cancelled:
-            return
-        when = (scanned or self.clock()).timestamp()
+        scanned = lookup.result.last_physical_scan_at if lookup.result is not None else None
+        void = lookup.result is not None and lookup.result.status is TrackingStatus.cancelled
+        if scanned is None and not void and lookup.as_of is None:
+            return  # nobody has answered: nothing learned
         try:
             async with redis_step("mark scanned"):
-                await self.registry.mark_scanned(record, when)
+                if scanned is not None or void:
+                    await self.registry.mark_scanned(record, (scanned or self.clock()).timestamp())
+                elif lookup.as_of is not None:  # written once per carrier answer, not per lookup
+                    await self.registry.note_checked(record, lookup.as_of)
         except (RegistryUnavailable, RedisError, OSError) as exc:  # the next lookup learns it
             log.warning("registry_unavailable", error=str(exc))
 

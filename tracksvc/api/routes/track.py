@@ -23,6 +23,7 @@ from tracksvc.domain.records import BUSINESS_TIMEZONE, OrderRecord, ShipmentReco
 from tracksvc.domain.safe_csv import write_csv
 from tracksvc.economy.callers import acting_as, ad_hoc
 from tracksvc.registry.importer import MAX_LINE_BYTES, ImportFormat, import_lines
+from tracksvc.registry.store import StalledLabel
 from tracksvc.service.lookup import CLAIMS
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,8 +32,11 @@ log = structlog.get_logger("http")
 
 STALLED_CSV_COLUMNS = (
     "shipment_id", "order_number", "carrier", "tracking_number", "origin",
-    "label_created_at", "hours_since_label",
+    "label_created_at", "hours_since_label", "carrier_checked_at",
 )
+
+#: What the CSV, the CLI and the warehouse page say for a label no carrier was asked about yet.
+NOT_YET_CHECKED = "not yet checked"
 
 #: A path parameter that is any one segment.
 ANY_SEGMENT = "[^/]+"
@@ -239,20 +243,21 @@ async def stalled_labels(request: web.Request) -> web.StreamResponse:
                               100_000 if wants_csv else 1000))
     origin = request.query.get("origin") or None
     now = time.time()
-    records, next_cursor = await request.app[registry_key].unscanned(
+    labels, next_cursor = await request.app[registry_key].stalled(
         before_ts=now - older_than_h * 3600,
         origin=origin,
         limit=limit,
         cursor=request.query.get("cursor") or None,
     )
-    rows = [stalled_row(r, now) for r in records]
+    rows = [stalled_row(label, now) for label in labels]
     if wants_csv:
         return stalled_csv(rows, next_cursor)
     return json_response({"labels": rows, "next_cursor": next_cursor})
 
 
-def stalled_row(record: ShipmentRecord, now: float) -> dict[str, Any]:
-    """One line of the warehouse list."""
+def stalled_row(label: StalledLabel, now: float) -> dict[str, Any]:
+    """One line of the warehouse list (``carrier_checked_at`` None: no carrier was asked yet)."""
+    record, checked = label.record, label.checked_at
     return {
         "shipment_id": record.shipment_id,
         "order_number": record.order_number,
@@ -261,13 +266,19 @@ def stalled_row(record: ShipmentRecord, now: float) -> dict[str, Any]:
         "origin": record.origin,
         "label_created_at": record.label_created_at.astimezone(UTC).isoformat(),
         "hours_since_label": round((now - record.label_created_at.timestamp()) / 3600, 1),
+        "carrier_checked_at": None if checked is None else checked.astimezone(UTC).isoformat(),
     }
+
+
+def stalled_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the CSV writes them: a label nobody checked says so."""
+    return [{**row, "carrier_checked_at": row["carrier_checked_at"] or NOT_YET_CHECKED} for row in rows]
 
 
 def stalled_csv(rows: list[dict[str, Any]], next_cursor: str | None) -> web.Response:
     """The warehouse list as CSV with a header row, safe to open in a spreadsheet."""
     out = io.StringIO()
-    write_csv(out, STALLED_CSV_COLUMNS, rows)
+    write_csv(out, STALLED_CSV_COLUMNS, stalled_csv_rows(rows))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="stalled-labels-{stamp}.csv"'

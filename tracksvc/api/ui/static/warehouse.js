@@ -6,6 +6,8 @@
   const CARRIERS = { ups: "UPS", fedex: "FedEx", usps: "USPS" };
   const PAGE_SIZE = 500;
   const NO_ORIGIN = "(no origin)";
+  // A label no carrier was asked about yet: the list claims nothing about it.
+  const NOT_YET_CHECKED = "not yet checked";
 
   const filters = document.getElementById("filters");
   const originSelect = document.getElementById("origin");
@@ -61,11 +63,18 @@
     return whole >= 48 ? whole + " h (" + Math.floor(whole / 24) + " days)" : whole + " h";
   }
 
+  function checkedCell(label) {
+    if (!label.carrier_checked_at) {
+      return h("td", { class: "checked" }, h("span", { class: "unchecked", title: "No carrier has been asked about this label yet; it may already be picked up." }, NOT_YET_CHECKED));
+    }
+    return h("td", { class: "checked" }, h("time", { datetime: label.carrier_checked_at }, T.formatTime(label.carrier_checked_at)));
+  }
+
   function table(origin, labels) {
     return h("table", { class: "labels" },
       h("caption", { class: "visually-hidden" }, origin + ": " + labels.length + " label" + (labels.length === 1 ? "" : "s") + ", oldest first"),
       h("thead", {}, h("tr", {},
-        ["Hours since label", "Carrier", "Tracking number", "Order", "Shipment", "Label printed"].map(
+        ["Hours since label", "Carrier", "Tracking number", "Order", "Shipment", "Label printed", "Carrier checked"].map(
           (name) => h("th", { scope: "col" }, name)))),
       h("tbody", {}, labels.map((label) => h("tr", { dataset: { shipment: label.shipment_id } },
         h("td", { class: "hours" }, hoursText(label.hours_since_label)),
@@ -73,7 +82,13 @@
         h("td", {}, h("code", {}, label.tracking_number)),
         h("td", {}, label.order_number || "—"),
         h("td", {}, label.shipment_id),
-        h("td", {}, h("time", { datetime: label.label_created_at }, T.formatTime(label.label_created_at)))))));
+        h("td", {}, h("time", { datetime: label.label_created_at }, T.formatTime(label.label_created_at))),
+        checkedCell(label)))));
+  }
+
+  function uncheckedText(labels) {
+    const count = labels.filter((label) => !label.carrier_checked_at).length;
+    return count ? " · " + count + " " + NOT_YET_CHECKED : "";
   }
 
   function render() {
@@ -89,7 +104,7 @@
       // Origins in the order of their oldest label: the list comes oldest first.
       list.replaceChildren(...[...groups].map(([origin, labels]) => h("section", { class: "origin", dataset: { origin } },
         h("h2", {}, origin, h("span", { class: "count" }, " · " + labels.length + " stalled · oldest " +
-          hoursText(labels[0].hours_since_label))),
+          hoursText(labels[0].hours_since_label) + uncheckedText(labels))),
         table(origin, labels))));
     }
     more.hidden = !nextCursor;

@@ -1,5 +1,5 @@
 """
-The carrier registry: which adapter class speaks for which carrier.
+Which adapter class speaks for which carrier.
 
 ``REGISTRY`` maps a carrier to its adapter class; the service builds one
 adapter per carrier around a shared ``aiohttp.ClientSession``.
