@@ -75,7 +75,7 @@ async def make_all_due(redis: aioredis.Redis) -> None:
 async def test_label_only_near_grace_first_then_old_labels_then_active(
     service_with: Callable[..., Any], sandbox: Sandbox
 ) -> None:
-    """One per cycle: the label near its grace limit, then the oldest label, then the parcel in transit."""
+    """One per cycle: the label near its grace limit, then the old checked label, then the parcel moving."""
     client = await service_with(refresher_batch_size=1)
     await register(
         client,
@@ -84,6 +84,10 @@ async def test_label_only_near_grace_first_then_old_labels_then_active(
         shipment("S-NEAR", "fedex-label-2h", label_created_at=hours_ago(47)),
     )
     refresher = refresher_of(client)
+    # A label past grace no carrier was asked about yet comes before all (test_stalled_checked.py).
+    await refresher.service.registry.note_checked(
+        ShipmentRecord.model_validate(shipment("S-OLD", "ups-label-5d")), datetime.now(UTC)
+    )
 
     first = await refresher.run_cycle()
     assert first.refreshed == ["S-NEAR"]

@@ -24,7 +24,7 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
-from tracksvc.api.routes.track import STALLED_CSV_COLUMNS, stalled_row
+from tracksvc.api.routes.track import NOT_YET_CHECKED, STALLED_CSV_COLUMNS, stalled_csv_rows, stalled_row
 from tracksvc.core.errors import ImportInterrupted, RegistryUnavailable, ValidationFailed
 from tracksvc.core.redis import redis_client
 from tracksvc.core.settings import Settings
@@ -179,21 +179,25 @@ async def stalled_page(
     client = redis_client(redis_url)
     try:
         now = time.time()
-        records, next_cursor = await Registry(client).unscanned(
+        labels, next_cursor = await Registry(client).stalled(
             before_ts=now - older_than_h * 3600, origin=origin, limit=limit, cursor=cursor
         )
     finally:
         await client.aclose()
-    return [stalled_row(r, now) for r in records], next_cursor
+    return [stalled_row(label, now) for label in labels], next_cursor
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Rows as an aligned text table with a header line."""
-    headers = ("shipment", "order", "carrier", "tracking number", "origin", "label printed (UTC)", "hours")
+    headers = (
+        "shipment", "order", "carrier", "tracking number", "origin", "label printed (UTC)", "hours",
+        "carrier checked (UTC)",
+    )
     cells = [
         (
             r["shipment_id"], r["order_number"] or "-", r["carrier"], r["tracking_number"],
             r["origin"] or "-", r["label_created_at"][:16].replace("T", " "), f"{r['hours_since_label']:.1f}",
+            (r["carrier_checked_at"] or NOT_YET_CHECKED)[:16].replace("T", " "),
         )
         for r in rows
     ]
@@ -223,7 +227,7 @@ def run_stalled(args: argparse.Namespace) -> int:
     except RegistryUnavailable as exc:
         return _fail(f"{exc} (TRACKSVC_REDIS_URL)", EXIT_UNREACHABLE)
     if args.csv:
-        write_csv(sys.stdout, STALLED_CSV_COLUMNS, rows)
+        write_csv(sys.stdout, STALLED_CSV_COLUMNS, stalled_csv_rows(rows))
     elif rows:
         sys.stdout.write(table(rows))
     else:
