@@ -23,8 +23,9 @@ from carriers.sandbox.scenarios import Scenario, Step, ups_number
 from tests.conftest import Sandbox
 from tracksvc.core.errors import CarrierError
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis import redis_client as connect_redis
 from tracksvc.core.settings import Settings
-from tracksvc.economy.cache import TrackingCache, track_key
+from tracksvc.economy.cache import CachedAnswer, TrackingCache, track_key
 from tracksvc.economy.callers import REGISTERED
 from tracksvc.economy.quota import BLOCK_READ_EVERY_S, Budget, QuotaLimits, Refusal, RefusalReason, quota_key
 from tracksvc.economy.singleflight import flight_key
@@ -61,6 +62,7 @@ class Counted:
     tracker: Tracker
     sends: list[list[str]]
     adapters: dict[Carrier, Any]
+    settings: Settings
 
 
 @pytest.fixture
@@ -77,7 +79,7 @@ async def counted(
     tracker = Tracker.from_settings(adapters, TrackingCache.from_settings(redis, settings), redis, settings)
     await tracker.lookup(Carrier.ups, _in_transit(sandbox, 7_001))  # scripts loaded, token fetched, pool warm
     CountingConnection.sends.clear()
-    yield Counted(tracker, CountingConnection.sends, adapters)
+    yield Counted(tracker, CountingConnection.sends, adapters, settings)
     await tracker.aclose()
     await session.close()
     await redis.aclose()
@@ -126,6 +128,37 @@ async def test_concurrent_cold_lookups_share_one_read(
     assert {lk.as_of for lk in lookups} == {lookups[0].as_of}
     assert all(lk.result is not None and lk.result.status is TrackingStatus.in_transit for lk in lookups)
     assert len(sends) <= 3, sends
+
+
+async def test_a_replica_that_finds_the_lock_held_waits_without_trying_it_again(
+    counted: Counted, sandbox: Sandbox, redis_client: aioredis.Redis
+) -> None:
+    """The first read saw the lock held and nothing cached: the replica subscribes at once, no second try."""
+    number = _in_transit(sandbox, 7_007)
+    redis = connect_redis(counted.settings.redis_url or "")
+    async with aiohttp.ClientSession() as session:
+        adapters = {c: cls(session, counted.settings.carrier(c)) for c, cls in REGISTRY.items()}
+        holder = Tracker.from_settings(
+            adapters, TrackingCache.from_settings(redis, counted.settings), redis, counted.settings
+        )
+        try:
+            sandbox.state.latency_s = 0.3
+            opened = await holder.flights.open(Carrier.ups, number)  # the lock taken, the fetch started
+            assert opened.flight is not None
+            assert await redis_client.exists(flight_key(Carrier.ups, number, "lock")) == 1
+            counted.sends.clear()
+            waited = await counted.tracker.lookup(Carrier.ups, number)
+            asked = await opened.flight
+        finally:
+            await holder.aclose()
+            await redis.aclose()
+    assert waited.freshness is Freshness.live
+    assert isinstance(asked, CachedAnswer)
+    assert waited.as_of is not None
+    assert waited.as_of.timestamp() == pytest.approx(asked.fetched_at)
+    assert sandbox.state.calls["ups:track"] == 2  # the fixture's warm-up, then the holder's one call
+    assert counted.sends[0] == ["EVALSHA"]
+    assert not any("SET" in commands for commands in counted.sends), counted.sends
 
 
 class FrozenClock:

@@ -90,6 +90,9 @@ class Opened:
     cached: CachedAnswer | None
     #: The fetch the read started, having found nothing cached and taken the replicas' lock.
     flight: asyncio.Task[FlightResult] | None = None
+    #: What trying the lock found when nothing was cached and it was not ours: ``held`` (a
+    #: fetch then waits for that replica at once) or ``unavailable`` (it asks without a lock).
+    lock: LockOutcome | None = None
     #: A lookup has taken up that fetch as its own (the others count as joining it).
     claimed: bool = False
 
@@ -153,7 +156,7 @@ class Flights:
             key = (carrier, number)
             running = self._fetches.get(key)
             if running is None:
-                flight = self._start(key, opened.cached, background=False)
+                flight = self._start(key, opened.cached, background=False, found=opened.lock)
             else:
                 flight = running
                 self.metrics.coalesced_waits.labels(carrier.value, "local").inc()
@@ -174,24 +177,28 @@ class Flights:
         first = await redis.open(carrier, number, track_key(carrier, number))
         if first.lock is None:
             # Cached (or unreadable), held by another replica, or Redis down: the lookup decides.
-            return Opened(self.cache.seen(carrier, number, first.entry))
+            return Opened(self.cache.seen(carrier, number, first.entry), lock=first.outcome)
         return Opened(None, self._start((carrier, number), None, background=False, lock=first.lock))
 
     # -- the fetch --------------------------------------------------------------------
 
     def _start(
-        self, key: Key, cached: CachedAnswer | None, *, background: bool, lock: FlightLock | None = None
+        self, key: Key, cached: CachedAnswer | None, *, background: bool, lock: FlightLock | None = None,
+        found: LockOutcome | None = None,
     ) -> asyncio.Task[FlightResult]:
         carrier, number = key
         self.calls.expect(carrier, number)
-        return self._fetches.start(key, self._fly(carrier, number, cached, background=background, lock=lock))
+        fly = self._fly(carrier, number, cached, background=background, lock=lock, found=found)
+        return self._fetches.start(key, fly)
 
     async def _fly(
         self, carrier: Carrier, number: str, cached: CachedAnswer | None, *, background: bool,
-        lock: FlightLock | None,
+        lock: FlightLock | None, found: LockOutcome | None,
     ) -> FlightResult:
         try:
-            return await self._coordinate(carrier, number, cached, background=background, lock=lock)
+            return await self._coordinate(
+                carrier, number, cached, background=background, lock=lock, found=found
+            )
         except Exception as exc:  # a bug must cost this answer, not the request
             log.exception("carrier_fetch_crashed", carrier=carrier.value, tracking_number=number)
             return CarrierMessage(
@@ -205,25 +212,34 @@ class Flights:
 
     async def _coordinate(
         self, carrier: Carrier, number: str, cached: CachedAnswer | None, *, background: bool,
-        lock: FlightLock | None,
+        lock: FlightLock | None, found: LockOutcome | None,
     ) -> FlightResult:
-        """Ask the carrier holding the replicas' lock, or wait for the replica that holds it."""
+        """
+        Ask the carrier holding the replicas' lock, or wait for the replica that holds it.
+
+        Args:
+            lock: the lock, taken with the first read (nothing was cached then).
+            found: what the first read found of the lock when it did not take it.
+        """
         window = self.calls.window(has_cached=cached is not None, background=background)
-        if lock is not None:  # taken with the first read: nothing was cached then
+        if lock is not None or found is LockOutcome.unavailable or self.redis is None:
             return await self._ask(carrier, number, cached, window, lock)
         loop = asyncio.get_running_loop()
         seen = cached.fetched_at if cached is not None else None
         while True:
-            if self.redis is None:
-                return await self._ask(carrier, number, cached, window, None)
-            outcome, lock, peeked = await self.redis.acquire(carrier, number, peek=track_key(carrier, number))
-            # Our cache read may predate an answer another fetch stored just before we tried
-            # the lock: then that answer is ours too, and the carrier is not asked again.
-            stored = self.cache.decode(carrier, number, peeked)
-            if stored is not None and policy.is_news(stored, seen, self.cache.ttl, now=time.time()):
-                if lock is not None:
-                    await self.redis.finish(lock, encode_flight(stored))
-                return stored
+            if found is LockOutcome.held:  # the first read found it held, and nothing cached
+                outcome, found = LockOutcome.held, None
+            else:
+                outcome, lock, peeked = await self.redis.acquire(
+                    carrier, number, peek=track_key(carrier, number)
+                )
+                # Our cache read may predate an answer another fetch stored just before we tried
+                # the lock: then that answer is ours too, and the carrier is not asked again.
+                stored = self.cache.decode(carrier, number, peeked)
+                if stored is not None and policy.is_news(stored, seen, self.cache.ttl, now=time.time()):
+                    if lock is not None:
+                        await self.redis.finish(lock, encode_flight(stored))
+                    return stored
             if outcome is not LockOutcome.held:
                 return await self._ask(carrier, number, cached, window, lock)
             self.metrics.coalesced_waits.labels(carrier.value, "remote").inc()
