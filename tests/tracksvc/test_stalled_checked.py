@@ -35,7 +35,7 @@ from tests.tracksvc.registry_helpers import (
     track_ok,
 )
 from tracksvc.api.keys import refresher_key
-from tracksvc.cli.registry import table
+from tracksvc.cli.registry_commands import table
 from tracksvc.core.models import TrackingStatus
 from tracksvc.dev.demo import READY_LINE
 from tracksvc.dev.redis_server import RedisServer, free_port

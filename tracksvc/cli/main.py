@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tracksvc.app import create_app
 from tracksvc.cli.inprocess import run_standalone, track_once
-from tracksvc.cli.registry import add_registry_commands
+from tracksvc.cli.registry_commands import add_registry_commands
 from tracksvc.core.logs import configure_logging
 from tracksvc.core.settings import Settings
 from tracksvc.dev.demo import run_demo
