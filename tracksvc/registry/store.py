@@ -528,8 +528,9 @@ class Registry:
         #: Told the tags of every write this replica makes, once it is stored (its own kept
         #: answers go at once; other replicas hear the same tags over pub/sub).
         self.on_change = on_change
-        #: Shipment id -> the check time this process last wrote (:meth:`note_checked`).
-        self._checked: dict[str, float] = {}
+        #: (shipment id, tracking number) -> the check time this process last wrote
+        #: (:meth:`note_checked`); a new number is a new label to check.
+        self._checked: dict[tuple[str, str], float] = {}
 
     def _changed(self, tags: set[str]) -> None:
         if tags and self.on_change is not None:
@@ -807,17 +808,18 @@ class Registry:
         """
         sid = record.shipment_id
         at = checked_at.timestamp()
-        known = self._checked.get(sid)
+        memo = (sid, record.tracking_number)
+        known = self._checked.get(memo)
         if not on_warehouse_list(record) or (known is not None and at < known + CHECKED_RESOLUTION_S):
             return False
         await self._write([
             ("EVAL", _SET_IF_LATER, "1", checked_key(sid), score(at)),
             ("ZREM", UNCHECKED, sid),
         ])
-        self._checked.pop(sid, None)
+        self._checked.pop(memo, None)
         if len(self._checked) >= CHECKED_MEMO_ENTRIES:
             del self._checked[next(iter(self._checked))]
-        self._checked[sid] = at
+        self._checked[memo] = at
         return True
 
     # -- reads -------------------------------------------------------------
