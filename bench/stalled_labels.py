@@ -84,7 +84,7 @@ async def load(port: int, shipments: int, now: float) -> float:
     numbers = [ups_number(2_000_000 + i) for i in range(DISTINCT_NUMBERS)]
     template = ShipmentRecord.model_validate({
         "shipment_id": "x", "carrier": "ups", "tracking_number": numbers[0],
-        "label_created_at": datetime.fromtimestamp(now, UTC), "origin": ORIGINS[0],
+        "label_created_at": datetime.fromtimestamp(now, UTC), "origin": ORIGINS[0], "order_number": "W0",
     }).model_dump(mode="json")
     rng = random.Random(3)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
