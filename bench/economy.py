@@ -102,7 +102,7 @@ def serve_bare(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -115,10 +115,12 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g} s")
 
 
-def _spawn(args: Sequence[str], port: int, stack: ExitStack) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _spawn(args: Sequence[str], port: int, stack: ExitStack,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python args`` (extra ``env``), stopped when ``stack`` closes; wait until ``port`` listens."""
     process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
     def stop() -> None:

@@ -37,8 +37,6 @@ import asyncio
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from array import array
@@ -54,6 +52,7 @@ if str(ROOT) not in sys.path:  # ``python bench/soak.py``
 
 import aiohttp  # noqa: E402
 
+from bench.economy import _spawn  # noqa: E402
 from carriers.sandbox.scenarios import fedex_number, ups_number  # noqa: E402
 from tracksvc.dev.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -68,39 +67,6 @@ EXPECTED = {"cached": 200, "registered": 200, "unknown": 404}
 
 
 # -- the processes under test ---------------------------------------------------------
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g} s")
-
-
-def _spawn(args: Sequence[str], port: int, env: dict[str, str], stack: ExitStack) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-    stack.callback(stop)
-    _wait_for_port(port, process)
-    return process
 
 
 def service_env(port: int, redis_url: str, sandbox_url: str) -> dict[str, str]:
@@ -350,9 +316,9 @@ async def main_async(args: argparse.Namespace) -> int:
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         service = f"http://127.0.0.1:{service_port}"
         _spawn(["-m", "tracksvc", "sandbox", "--port", str(sandbox_port),
-                "--latency-ms", str(args.sandbox_latency_ms)], sandbox_port, {}, stack)
-        process = _spawn(["-m", "tracksvc", "serve"], service_port,
-                         service_env(service_port, redis.url, sandbox), stack)
+                "--latency-ms", str(args.sandbox_latency_ms)], sandbox_port, stack)
+        process = _spawn(["-m", "tracksvc", "serve"], service_port, stack,
+                         service_env(service_port, redis.url, sandbox))
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             pools = await prepare(session, sandbox, service, args.numbers, args.orders)

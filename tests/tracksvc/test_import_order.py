@@ -205,19 +205,6 @@ def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Itera
 # -- a Redis stall mid-import: say what was committed ---------------------------------
 
 
-@pytest.fixture
-def stallable_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to SIGSTOP; always continued and closed after."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            os.kill(server.process.pid, signal.SIGCONT)
-        server.close()
-
-
 def _stall(server: RedisServer) -> None:
     assert server.process is not None
     os.kill(server.process.pid, signal.SIGSTOP)
@@ -230,13 +217,13 @@ def _resume(server: RedisServer) -> None:
 
 async def test_a_redis_stall_mid_import_answers_503_with_the_committed_rows(
     sandbox: Sandbox,
-    stallable_redis: RedisServer,
+    own_redis: RedisServer,
     make_settings: Callable[..., Settings],
     aiohttp_client: Any,
 ) -> None:
     """Redis hangs after two batches: 503 registry_unavailable says 2000 rows committed, resume at 2001."""
-    client = await aiohttp_client(create_app(make_settings(sandbox.url, redis_url=stallable_redis.url)))
-    look = aioredis.Redis.from_url(stallable_redis.url)
+    client = await aiohttp_client(create_app(make_settings(sandbox.url, redis_url=own_redis.url)))
+    look = aioredis.Redis.from_url(own_redis.url)
     last_of_second_batch = f"ord-{2 * BATCH_ROWS - 1}"
 
     async def body() -> AsyncIterator[bytes]:
@@ -247,7 +234,7 @@ async def test_a_redis_stall_mid_import_answers_503_with_the_committed_rows(
                     if await look.zscore(REFRESH_DUE, last_of_second_batch) is not None:
                         break
                     await asyncio.sleep(0.005)
-                _stall(stallable_redis)
+                _stall(own_redis)
             yield orjson.dumps(row(i)) + b"\n"
 
     try:
@@ -259,7 +246,7 @@ async def test_a_redis_stall_mid_import_answers_503_with_the_committed_rows(
         answer = await response.json()
         elapsed_s = time.monotonic() - started
     finally:
-        _resume(stallable_redis)
+        _resume(own_redis)
     assert_matches("/v1/shipments/import", "post", response.status, answer)
     assert response.status == 503
     assert response.headers["Retry-After"].isdigit()
@@ -275,14 +262,14 @@ async def test_a_redis_stall_mid_import_answers_503_with_the_committed_rows(
 
 
 def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
-    tmp_path: Path, stallable_redis: RedisServer
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
     """tracksvc import: Redis stalls part-way; exit 3 with committed_rows and the line to resume from."""
     path = tmp_path / "labels.ndjson"
     path.write_bytes(ndjson(*(row(i) for i in range(30 * BATCH_ROWS))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-    env["TRACKSVC_REDIS_URL"] = stallable_redis.url
-    look = redis.Redis.from_url(stallable_redis.url)
+    env["TRACKSVC_REDIS_URL"] = own_redis.url
+    look = redis.Redis.from_url(own_redis.url)
     process = subprocess.Popen(
         [sys.executable, "-m", "tracksvc", "import", "--no-progress", str(path)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -293,10 +280,10 @@ def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
             assert process.poll() is None
             assert time.monotonic() < deadline
             time.sleep(0.001)
-        _stall(stallable_redis)
+        _stall(own_redis)
         out, err = process.communicate(timeout=60)
     finally:
-        _resume(stallable_redis)
+        _resume(own_redis)
         if process.poll() is None:
             process.kill()
             process.wait()
@@ -313,13 +300,13 @@ def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
 
 async def test_a_put_cut_short_by_redis_never_says_nothing_was_written(
     sandbox: Sandbox,
-    stallable_redis: RedisServer,
+    own_redis: RedisServer,
     make_settings: Callable[..., Settings],
     aiohttp_client: Any,
 ) -> None:
     """Redis refusing writes (out of memory) after the read: 503, Retry-After, "send the same PUT again"."""
-    client = await aiohttp_client(create_app(make_settings(sandbox.url, redis_url=stallable_redis.url)))
-    admin = aioredis.Redis.from_url(stallable_redis.url)
+    client = await aiohttp_client(create_app(make_settings(sandbox.url, redis_url=own_redis.url)))
+    admin = aioredis.Redis.from_url(own_redis.url)
     body = shipment("shp-oom", "ups-in-transit", order_number="W-OOM")
     assert (await put_shipment(client, body))[0] == 201
     await admin.config_set("maxmemory", "1")  # reads still answer; every write is refused

@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,19 +33,6 @@ SHIPMENT_ID = "shp-redis-fault-1"
 
 #: The issue's bound: with Redis hung, lookups answer within this (the budget is 1 s).
 HUNG_REDIS_BOUND_S = 3.0
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test alone, so it may be stopped or frozen without hurting others."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            os.kill(server.process.pid, signal.SIGCONT)  # never leave it frozen
-        server.close()
 
 
 @pytest.fixture
