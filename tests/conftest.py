@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -59,6 +60,20 @@ def own_redis() -> Iterator[RedisServer]:
         if server.process is not None:
             os.kill(server.process.pid, signal.SIGCONT)  # never leave it frozen
         server.close()
+
+
+@pytest.fixture
+def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """For CLI tests: TRACKSVC_* cleared, TRACKSVC_REDIS_URL the test Redis (flushed); a plain client."""
+    if redis_server.process is None:  # a test stopped it
+        redis_server.start()
+    for name in [k for k in os.environ if k.startswith("TRACKSVC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TRACKSVC_REDIS_URL", redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
 
 
 @pytest.fixture

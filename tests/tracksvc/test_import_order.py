@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,20 +186,6 @@ def test_the_cli_refuses_a_bad_csv_header_with_exit_2(
     assert code == 2
     assert "line 1: the CSV header" in err
     assert cli_env.dbsize() == 0
-
-
-@pytest.fixture
-def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """TRACKSVC_REDIS_URL set to the test Redis, flushed."""
-    if redis_server.process is None:
-        redis_server.start()
-    for name in [k for k in os.environ if k.startswith("TRACKSVC_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKSVC_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
 
 
 # -- a Redis stall mid-import: say what was committed ---------------------------------

@@ -10,7 +10,6 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,20 +146,6 @@ async def test_stalled_csv_page_and_its_cursor(
 
 
 # -- in-process: the same main(), no interpreter start per case ----------------
-
-
-@pytest.fixture
-def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """TRACKSVC_REDIS_URL set to the test Redis, flushed; a plain client to look with."""
-    if redis_server.process is None:  # a test stopped it
-        redis_server.start()
-    for name in [k for k in os.environ if k.startswith("TRACKSVC_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKSVC_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +21,6 @@ from tests.contract import assert_matches
 from tests.tracksvc.registry_helpers import hours_ago, shipment, stalled
 from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
 from tracksvc.cli.main import main
-from tracksvc.dev.redis_server import RedisServer
 from tracksvc.domain.safe_csv import FORMULA_TRIGGERS, neutralize, write_csv
 
 #: (shipment id, order number, origin): legal identifiers a spreadsheet would run as formulas.
@@ -72,20 +69,6 @@ async def test_the_stalled_csv_route_neutralizes_formula_cells(service: Any) -> 
         body = await response.json()
         assert response.status == 200, body
         assert (body["order_number"], body["shipments"][0]["shipment_id"]) == (order, sid)
-
-
-@pytest.fixture
-def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """TRACKSVC_REDIS_URL set to the test Redis, flushed."""
-    if redis_server.process is None:
-        redis_server.start()
-    for name in [k for k in os.environ if k.startswith("TRACKSVC_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("TRACKSVC_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
 
 
 async def test_the_cli_stalled_csv_neutralizes_formula_cells(
