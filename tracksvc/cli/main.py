@@ -18,6 +18,7 @@ from aiohttp import web
 from tracksvc.app import create_app
 from tracksvc.cli.inprocess import run_standalone, track_once
 from tracksvc.cli.registry_commands import add_registry_commands
+from tracksvc.cli.workers import run_workers
 from tracksvc.core.logs import configure_logging
 from tracksvc.core.settings import Settings
 from tracksvc.dev.demo import run_demo
@@ -28,8 +29,17 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
     configure_logging(settings)
+    if args.workers > 1:
+        return run_workers(settings, args.workers)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
+
+
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -65,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers", type=_worker_count, default=1,
+        help="service processes sharing the port (SO_REUSEPORT), stopped together on SIGTERM "
+        "(default: %(default)s, in this process)",
+    )
     serve.set_defaults(func=_serve)
 
     sandbox = sub.add_parser("sandbox", help="run the carrier sandbox (UPS, FedEx, USPS emulation)")
