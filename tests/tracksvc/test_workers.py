@@ -195,3 +195,13 @@ async def test_a_dead_worker_stops_the_others_and_fails(
     await _wait_exit(process, 15)
     assert process.returncode == 1
     await _wait_exit(second, 1)
+
+
+def test_workers_need_a_fixed_port() -> None:
+    """--workers with --port 0 is refused (exit 2, one sentence): each worker would bind its own port."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tracksvc", "serve", "--workers", "2", "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "--workers needs a fixed --port" in done.stderr

@@ -30,6 +30,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     configure_logging(settings)
     if args.workers > 1:
+        if settings.port == 0:  # each worker would bind a port of its own
+            sys.stderr.write("tracksvc: --workers needs a fixed --port (0 would give each worker its own).\n")
+            return 2
         return run_workers(settings, args.workers)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
