@@ -289,10 +289,9 @@ class TrackService:
         """Until when a shipment's part of a view stays true: its carrier answer's freshness, its clocks."""
         # A final answer pushed by the carrier is fresh for the active TTL only (the carrier's next
         # answer must replace it), and the view cannot tell it from a fetched one: the shorter wins.
-        ttl_s = (
-            self.settings.cache_ttl_not_found_s if shipment.status is TrackingStatus.not_found
-            else min(self.settings.cache_ttl_active_s, self.settings.cache_ttl_final_s)
-        )
+        ttl = self.tracker.cache.ttl  # the carrier cache's own policy, not a copy of its numbers
+        not_found = shipment.status is TrackingStatus.not_found
+        ttl_s = ttl.not_found_s if not_found else min(ttl.active_s, ttl.final_s)
         candidates = [(shipment.as_of or now) + timedelta(seconds=ttl_s)]
         turns = next_age_change(shipment.status, shipment.status_since, self.limits)
         if turns is not None:
