@@ -17,11 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
 from tracksvc.app import create_app
+from tracksvc.core.redis import Connection, redis_client
 from tracksvc.core.settings import Settings
 from tracksvc.dev.redis_server import RedisServer
 
@@ -146,3 +149,31 @@ async def test_redis_hung_lookups_answer_within_the_budget(client: Any, own_redi
     body = await until_answered(client, SHIPMENT_ID)
     assert body["shipments"][0]["shipment_id"] == SHIPMENT_ID
     assert "registry_unavailable" not in body["flags"]
+
+
+async def test_a_frozen_redis_still_times_out_the_read_after_a_send_without_a_timer(
+    own_redis: RedisServer,
+) -> None:
+    """
+    tracksvc's connection sends without redis-py's per-command timer task, yet a
+    Redis that stops answering is still noticed by the read's socket timeout.
+    """
+    client = redis_client(own_redis.url)
+    try:
+        await client.set("k", "v")
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+            await client.get("k")
+        assert time.monotonic() - started < 5.0  # two reads of 2 s: the try and its one retry
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert await client.get("k") == b"v"
+        connection = await client.connection_pool.get_connection()
+        assert isinstance(connection, Connection)
+        assert connection.socket_timeout == 2.0  # restored after each send
+        await client.connection_pool.release(connection)
+    finally:
+        if own_redis.process is not None:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+        await client.aclose()
