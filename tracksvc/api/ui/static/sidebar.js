@@ -238,7 +238,7 @@
     }
     return h("details", { class: "support" },
       h("summary", {}, "Details for support"),
-      h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+      h("dl", {}, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
   }
 
   /** Flags that add to the status (the status itself is said once, at the top). */
