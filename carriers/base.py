@@ -126,12 +126,16 @@ def missing_from_answer(carrier: Carrier, number: str) -> CarrierMessage:
 
 
 def unavailable_message(error: CarrierError, number: str) -> CarrierMessage:
-    """Turn a whole-call failure into the per-number message the service shows."""
+    """
+    Turn a whole-call failure into the per-number message the service shows.
+
+    Its code is the error's own code when it has one, else the HTTP status (or empty).
+    """
     return CarrierMessage(
         carrier=error.carrier,
         tracking_number=number,
         outcome=error.outcome,
-        code=str(error.status or ""),
+        code=error.code or str(error.status or ""),
         message=error.message,
     )
 

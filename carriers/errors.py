@@ -22,7 +22,13 @@ from carriers.models import Carrier, Outcome
 
 
 class CarrierError(Exception):
-    """A carrier call failed as a whole."""
+    """
+    A carrier call failed as a whole.
+
+    ``code`` names a failure that has no HTTP status of its own (a call the
+    caller's breaker or budget refused, say); the per-number message carries
+    it instead of the status.
+    """
 
     outcome: Outcome = Outcome.unavailable
 
@@ -33,12 +39,14 @@ class CarrierError(Exception):
         carrier: Carrier,
         tracking_number: str | None = None,
         status: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.carrier = carrier
         self.tracking_number = tracking_number
         self.status = status
+        self.code = code
 
     def __str__(self) -> str:
         where = f"{self.carrier.value}"
@@ -72,8 +80,11 @@ class CarrierRateLimited(CarrierError):
         tracking_number: str | None = None,
         status: int | None = 429,
         retry_after_s: float | None = None,
+        code: str | None = None,
     ) -> None:
-        super().__init__(message, carrier=carrier, tracking_number=tracking_number, status=status)
+        super().__init__(
+            message, carrier=carrier, tracking_number=tracking_number, status=status, code=code
+        )
         self.retry_after_s = retry_after_s
 
 

@@ -21,7 +21,8 @@ from tracksvc.domain.status import NEEDS_ACTION
 FACTS: dict[str, object] = {
     "carrier": "UPS", "tracking_number": "1ZTRKSVC0100000024", "age": "5 days ago",
     "label_age_hours": 120.0, "last_scan": "6 days ago", "when": "2 hours ago", "detail": "address problem",
-    "reason": "ups HTTP 503", "origin": "DAL1", "promised": "2026-11-20", "order_number": "S-2",
+    "problem": "UPS's tracking service is failing; asked at 10:41 UTC; tracksvc will retry by itself.",
+    "origin": "DAL1", "promised": "2026-11-20", "order_number": "S-2",
     "replaced_from": "W-1", "ship_by": "2026-11-19", "grace_hours": 48.0,
 }
 

@@ -43,7 +43,8 @@ async def test_every_sandbox_scenario_answers_its_status(service: Any, scenario:
     (shipment,) = body["shipments"]
     assert shipment["carrier"] == scenario.carrier.value
     assert shipment["tracking_number"] == scenario.number
-    assert shipment["freshness"] == "live"
+    # The carrier's answer is live; a carrier that could not be asked gave none (issue 11).
+    assert shipment["freshness"] == ("unavailable" if scenario.expect.value == "unknown" else "live")
 
 
 async def test_label_five_days_old_is_not_tendered_with_advice(service: Any) -> None:
@@ -156,8 +157,12 @@ async def test_carrier_down_answers_unknown_with_reason(service: Any, sandbox: S
     status, body = await track(service, number)
     assert status == 200
     assert body["status"] == "unknown"
-    assert "server error" in body["shipments"][0]["reason"]
-    assert "could not be asked" in body["agent_advice"]
+    shipment = body["shipments"][0]
+    assert shipment["freshness"] == "unavailable"
+    assert shipment["carrier_problem"]["kind"] == "unavailable"
+    assert "server error" in shipment["carrier_problem"]["detail"]
+    assert "server error" not in shipment["reason"]
+    assert body["agent_advice"].startswith("USPS's tracking service is failing; asked at ")
 
 
 async def test_carrier_down_serves_last_answer_as_stale(service_with: Any, sandbox: Sandbox) -> None:
@@ -182,7 +187,11 @@ async def test_malformed_carrier_json_is_unknown_not_500(service: Any) -> None:
     status, body = await track(service, number)
     assert status == 200
     assert body["status"] == "unknown"
-    assert "JSON" in body["shipments"][0]["reason"]
+    shipment = body["shipments"][0]
+    assert shipment["carrier_problem"]["kind"] == "malformed"
+    assert "JSON" in shipment["carrier_problem"]["detail"]
+    for said in (shipment["reason"], body["agent_advice"], body["summary"], body["customer_message"]):
+        assert "JSON" not in said
 
 
 def _ambiguous_fedex_usps() -> str:

@@ -66,8 +66,11 @@ async def shipment(client: Any, reference: str, headers: dict[str, str]) -> tupl
 def assert_spent_at_once(answer: dict[str, Any], elapsed: float) -> None:
     """Answered at once, saying the USPS budget is spent and when the next call is allowed."""
     assert elapsed < AT_ONCE_S
-    assert "USPS call budget" in answer["reason"]
-    assert NEXT_CALL.search(answer["reason"]), answer["reason"]
+    problem = answer["carrier_problem"]
+    assert problem["kind"] == "budget_spent"
+    assert "USPS call budget" in problem["detail"]
+    assert NEXT_CALL.search(problem["detail"]), problem["detail"]
+    assert "tracksvc has used its allowance of USPS calls for now; not asked at" in answer["reason"]
 
 
 async def usps_budget(service_with: Callable[..., Any], per_hour: float, **overrides: Any) -> Any:
@@ -87,7 +90,7 @@ async def test_ad_hoc_lookups_past_their_share_answer_at_once(
     refused, elapsed = await shipment(client, second, AGENT)
     assert refused["status"] == "unknown"
     assert_spent_at_once(refused, elapsed)
-    assert "API key" in refused["reason"]
+    assert "API key" in refused["carrier_problem"]["detail"]
     assert usps_calls(sandbox) == 1
 
 
@@ -150,7 +153,7 @@ async def test_unlimited_budget_limits_nobody(service_with: Callable[..., Any], 
     refused, elapsed = await shipment(client, ups_number(9401), AGENT)
     assert refused["status"] == "unknown"
     assert elapsed < AT_ONCE_S
-    assert "UPS call budget of this API key spent" in refused["reason"]
+    assert "UPS call budget of this API key spent" in refused["carrier_problem"]["detail"]
     assert sandbox.state.calls["ups:track"] == 1
 
 

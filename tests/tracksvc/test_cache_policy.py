@@ -90,6 +90,7 @@ def test_a_failure_with_nothing_cached_is_only_the_reason() -> None:
     """Nothing cached and the carrier not asked: no result, the reason, no time; never a not-found."""
     lookup = answered(Carrier.ups, NUMBER, None, FAILURE)
     assert (lookup.result, lookup.message, lookup.as_of) == (None, FAILURE, None)
+    assert lookup.freshness is Freshness.unavailable, "an answer the carrier did not give is never live"
     assert not lookup.carrier_denies_it
 
 

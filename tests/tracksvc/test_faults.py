@@ -67,10 +67,15 @@ async def test_429_with_long_retry_after_answers_with_the_reason(
     sandbox.state.queue_fault(Carrier.ups, "429", 1, retry_after_s=120)
     answer = await shipment(client, UPS_IN_TRANSIT)
     assert answer["status"] == "unknown"
-    assert "rate limit" in answer["reason"]
+    assert answer["freshness"] == "unavailable"
+    assert answer["carrier_problem"]["kind"] == "rate_limited"
+    assert "rate limit" in answer["carrier_problem"]["detail"]
+    assert answer["reason"].startswith("UPS asked tracksvc to slow down; asked at ")
     other = await shipment(client, UPS_DELIVERED)
     assert other["status"] == "unknown"
-    assert "asked us to wait" in other["reason"]
+    assert other["carrier_problem"]["kind"] == "rate_limited"
+    assert "asked us to wait" in other["carrier_problem"]["detail"]
+    assert "asked us to wait" not in other["reason"]
     assert calls(sandbox, Carrier.ups) == 1
 
 
@@ -86,7 +91,11 @@ async def test_malformed_json_serves_the_last_answer_stale(
     assert "stale" in stale["flags"]
     assert stale["status"] == first["status"]
     assert stale["as_of"] == first["as_of"]
-    assert "malformed" in stale["reason"]
+    assert "malformed" in stale["carrier_problem"]["detail"]
+    assert stale["carrier_problem"]["kind"] == "malformed"
+    assert stale["reason"].startswith("showing the answer from ")
+    assert "UPS's tracking service sent an answer tracksvc could not read" in stale["reason"]
+    assert "JSON" not in stale["reason"]
 
 
 async def test_timeout_answers_unknown_with_the_reason(
@@ -98,7 +107,10 @@ async def test_timeout_answers_unknown_with_the_reason(
     sandbox.state.queue_fault(Carrier.fedex, "hang", 1)
     answer = await shipment(client, FEDEX_IN_TRANSIT)
     assert answer["status"] == "unknown"
-    assert "no answer within" in answer["reason"]
+    assert answer["freshness"] == "unavailable"
+    assert answer["carrier_problem"]["kind"] == "timeout"
+    assert "no answer within" in answer["carrier_problem"]["detail"]
+    assert "FedEx's tracking service did not answer in time" in answer["reason"]
     assert calls(sandbox, Carrier.fedex) == 1
 
 
@@ -121,7 +133,9 @@ async def test_connection_reset_without_retries_says_so(
     sandbox.state.queue_fault(Carrier.ups, "reset", 2)
     answer = await shipment(client, UPS_IN_TRANSIT)
     assert answer["status"] == "unknown"
-    assert "connection failed" in answer["reason"]
+    assert answer["carrier_problem"]["kind"] == "unavailable"
+    assert "connection failed" in answer["carrier_problem"]["detail"]
+    assert answer["reason"].startswith("UPS's tracking service is failing; asked at ")
 
 
 async def test_token_revoked_mid_run_is_replaced(service: Any, sandbox: Sandbox) -> None:

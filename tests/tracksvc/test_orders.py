@@ -200,7 +200,16 @@ async def test_an_order_asks_all_its_carriers_at_once(
     assert body["summary"].startswith("1 of 3 packages delivered")
 
 
-@pytest.mark.parametrize("fault", ["500", "503", "malformed", "401"])
+#: What the agent is told per sandbox fault (tracksvc.domain.failures' words).
+FAULT_WORDS = {
+    "500": "UPS's tracking service is failing; asked at ",
+    "503": "UPS's tracking service is failing; asked at ",
+    "malformed": "UPS's tracking service sent an answer tracksvc could not read; asked at ",
+    "401": "UPS refused tracksvc's access; asked at ",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULT_WORDS))
 async def test_a_failing_carrier_never_fails_the_others(service: Any, sandbox: Sandbox, fault: str) -> None:
     """UPS failing makes its shipment unknown with the reason; FedEx and USPS answer as usual."""
     await register(service, *(shipment(sid, name, order_number="W-3") for sid, name in THREE))
@@ -212,7 +221,9 @@ async def test_a_failing_carrier_never_fails_the_others(service: Any, sandbox: S
     assert by_id["shp-o-2"]["status"] == "delivered"
     assert by_id["shp-o-3"]["status"] == "out_for_delivery"
     assert body["status"] == "unknown"  # the least advanced: nothing is claimed that is not known
-    assert "UPS could not be asked" in body["agent_advice"]
+    assert body["agent_advice"].startswith(FAULT_WORDS[fault])
+    assert by_id["shp-o-1"]["reason"].startswith(FAULT_WORDS[fault])
+    assert by_id["shp-o-1"]["carrier_problem"]["detail"] not in body["agent_advice"]
 
 
 async def test_a_hanging_carrier_costs_at_most_its_timeout(

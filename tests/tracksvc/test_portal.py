@@ -27,6 +27,7 @@ INTERNAL_FIELDS = {
     "agent_advice", "internal_status", "internal_note", "internal_shipping_number", "flags",
     "origin", "shipment_id", "carrier_status_code", "status_detail", "summary", "matched",
     "label_created_at", "status_since", "reason", "code", "promised_delivery_date",
+    "carrier_problem", "detail", "aliases", "freshness",
 }
 
 

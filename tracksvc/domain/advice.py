@@ -240,10 +240,8 @@ STATUS_ADVICE: Mapping[TrackingStatus, Advice] = {
         customer="We cannot find tracking for this number yet. Please check the number.",
     ),
     TrackingStatus.unknown: Advice(
-        agent=(
-            "{carrier} could not be asked right now ({reason}). Try again in a few minutes; "
-            "do not promise anything from this screen."
-        ),
+        # {problem}: tracksvc.domain.failures' sentence (never the raw reason).
+        agent="{problem} Look again in a few minutes; do not promise anything from this screen.",
         customer="Tracking is temporarily unavailable. Please try again later.",
     ),
     TrackingStatus.awaiting_shipment: Advice(

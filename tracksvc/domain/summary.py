@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from tracksvc.core.models import TrackingStatus
+from tracksvc.domain import failures
 from tracksvc.domain.advice import CARRIER_NAMES, humanize_age
 from tracksvc.domain.views import ShipmentView
 
@@ -26,7 +27,7 @@ PHRASES: Mapping[TrackingStatus, str] = {
     TrackingStatus.returned_to_sender: "being returned to sender by {carrier}",
     TrackingStatus.cancelled: "label voided",
     TrackingStatus.not_found: "{carrier} has no record of {tracking_number}",
-    TrackingStatus.unknown: "{carrier} could not be asked",
+    TrackingStatus.unknown: "status unknown: {problem}",
     TrackingStatus.awaiting_shipment: "no label yet",
 }
 
@@ -41,6 +42,11 @@ def phrase(shipment: ShipmentView, now: datetime) -> str:
         "when": humanize_age(shipment.delivered_at, now),
         "detail": (shipment.status_detail or (last.description if last else "") or "see events"),
         "tracking_number": shipment.tracking_number,
+        "problem": (
+            failures.happened(shipment.carrier_problem)
+            if shipment.carrier_problem is not None
+            else f"no answer from {CARRIER_NAMES[shipment.carrier]}"
+        ),
     }
     return PHRASES[shipment.status].format(**facts)
 

@@ -27,6 +27,22 @@ class EventView(_View):
     location: str | None
 
 
+class CarrierProblem(_View):
+    """
+    Why the carrier could not be asked, kept for support (agent view only).
+
+    ``kind`` names the failure (:class:`tracksvc.domain.failures.FailureKind`);
+    ``detail`` is the raw reason (HTTP status, parser or transport message),
+    never shown as advice: :mod:`tracksvc.domain.failures` words it.
+    """
+
+    carrier: Carrier
+    kind: str
+    #: When the lookup met the failure.
+    asked_at: datetime
+    detail: str
+
+
 class ShipmentView(_View):
     """One shipment (one carrier tracking number), agent view."""
 
@@ -47,8 +63,10 @@ class ShipmentView(_View):
     delivered_at: datetime | None = None
     as_of: datetime | None = None
     freshness: str
-    #: What went wrong when the carrier could not be asked, or why the answer is stale.
+    #: Why the carrier could not be asked, or why the answer is stale, in words (never raw text).
     reason: str | None = None
+    #: The failure behind ``reason``, with its raw detail for support; None when the carrier answered.
+    carrier_problem: CarrierProblem | None = None
     flags: list[Flag] = Field(default_factory=list)
     #: Registry facts (agent view only): where it left from, what our systems claim.
     order_number: str | None = None
@@ -56,6 +74,8 @@ class ShipmentView(_View):
     internal_status: str | None = None
     internal_note: str | None = None
     internal_shipping_number: str | None = None
+    #: Other numbers the customer may hold for this parcel (an RMA, a store order).
+    aliases: list[str] = Field(default_factory=list)
     promised_delivery_date: date | None = None
 
 

@@ -27,6 +27,7 @@ from tracksvc.core.errors import (
 )
 from tracksvc.core.metrics import Metrics
 from tracksvc.domain.advice import CARRIER_NAMES
+from tracksvc.domain.failures import BREAKER_OPEN_CODE, BUDGET_SPENT_CODE, CARRIER_WAIT_CODE
 from tracksvc.economy.breaker import BreakerState, CircuitBreaker
 from tracksvc.economy.quota import Budget, Refusal, RefusalReason, Scope
 
@@ -116,6 +117,7 @@ class CarrierGate:
                 f"not asked: {self.breaker.failures} calls in a row failed; "
                 f"the next try is in {self.breaker.retry_in_s():.0f} s",
                 carrier=self.carrier,
+                code=BREAKER_OPEN_CODE,
             )
         self.state()
         try:
@@ -159,7 +161,9 @@ class CarrierGate:
 
     def _refused(self, refusal: Refusal) -> CarrierRateLimited:
         bucket = refusal.bucket
+        code = BUDGET_SPENT_CODE
         if refusal.reason is RefusalReason.retry_after or bucket is None:
+            code = CARRIER_WAIT_CODE
             text = (
                 "not asked: the carrier asked us to wait; "
                 f"the next try is in {refusal.retry_after_s:.0f} s"
@@ -170,7 +174,7 @@ class CarrierGate:
             )
             text = f"not asked: {spent}; next call allowed at {_utc(time.time() + refusal.retry_after_s)}"
         return CarrierRateLimited(
-            text, carrier=self.carrier, status=None, retry_after_s=refusal.retry_after_s
+            text, carrier=self.carrier, status=None, retry_after_s=refusal.retry_after_s, code=code
         )
 
     def _failed(self, error: CarrierError, started: float) -> None:

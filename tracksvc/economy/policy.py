@@ -17,7 +17,8 @@ verdict         when                                                  the lookup
 
 and, once a fetch has ended, :func:`answered` says what the lookup answers:
 the carrier's answer (``live``); when the carrier could not be asked, the last
-known answer marked ``stale`` with the reason, or nothing but the reason.
+known answer marked ``stale`` with the reason, or nothing but the reason
+(``unavailable``: an answer the carrier did not give is never ``live``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Freshness(StrEnum):
     live = "live"  # asked the carrier for this request
     cached = "cached"  # from the cache: within its soft TTL, or its hard TTL while being refreshed
     stale = "stale"  # the last known answer: the carrier could not be asked (down, budget, breaker)
+    unavailable = "unavailable"  # no answer at all: the carrier could not be asked, nothing is kept
 
 
 class Mode(StrEnum):
@@ -149,7 +151,7 @@ def answered(carrier: Carrier, number: str, cached: CachedAnswer | None, outcome
         )
     if cached is not None:
         return Lookup(carrier, number, cached.result, outcome, as_of(cached.fetched_at), Freshness.stale)
-    return Lookup(carrier, number, None, outcome, None, Freshness.live)
+    return Lookup(carrier, number, None, outcome, None, Freshness.unavailable)
 
 
 def is_newer(stored: CachedAnswer | None, seen: float | None) -> bool:

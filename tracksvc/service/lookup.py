@@ -20,7 +20,7 @@ from tracksvc.core.errors import ReferenceNotFound, RegistryUnavailable
 from tracksvc.core.models import Carrier, TrackingEvent, TrackingStatus
 from tracksvc.core.redis_budget import RedisLatch, current_budget, redis_step, request_budget
 from tracksvc.core.settings import Settings, zone_named
-from tracksvc.domain import changes, references
+from tracksvc.domain import changes, failures, references
 from tracksvc.domain.advice import CARRIER_NAMES, advice_for, humanize_age
 from tracksvc.domain.flags import CLAIMS as CLAIMS  # re-exported: the track route checks ?claim=
 from tracksvc.domain.flags import (
@@ -42,7 +42,7 @@ from tracksvc.domain.status import (
     next_age_change,
 )
 from tracksvc.domain.summary import summarize
-from tracksvc.domain.views import EventView, ShipmentView, TrackView, location_text
+from tracksvc.domain.views import CarrierProblem, EventView, ShipmentView, TrackView, location_text
 from tracksvc.economy.cache import CachedAnswer
 from tracksvc.economy.callers import REGISTERED, acting_as
 from tracksvc.economy.tracker import Freshness, Lookup, Tracker
@@ -66,13 +66,13 @@ def event_view(event: TrackingEvent) -> EventView:
     )
 
 
-def _reason(lookup: Lookup) -> str | None:
-    message = lookup.message
-    if message is None:
+def _reason(lookup: Lookup, problem: CarrierProblem | None) -> str | None:
+    """Why the carrier gave no fresh answer, in words: the failure, and the older answer shown."""
+    if problem is None:
         return None
     if lookup.freshness is Freshness.stale and lookup.as_of is not None:
-        return f"showing the answer from {lookup.as_of:%Y-%m-%d %H:%M} UTC: {message.message}"
-    return message.message or message.outcome.value
+        return failures.stale_reason(problem, lookup.as_of)
+    return failures.sentence(problem)
 
 
 def _registered_but_unknown(record: ShipmentRecord, now: datetime, limits: Limits) -> Classified:
@@ -111,16 +111,19 @@ def shipment_view(
             internal_status=record.internal_status,
             internal_note=record.internal_note,
             internal_shipping_number=record.internal_shipping_number,
+            aliases=list(record.aliases),
             promised_delivery_date=record.promised_delivery_date,
         )
     label_created_at = record.label_created_at if record is not None else None
+    problem = failures.carrier_problem(lookup.message, now)
     common = dict(
         carrier=lookup.carrier,
         tracking_number=lookup.number,
         tracking_url=references.tracking_url(lookup.carrier, lookup.number),
         as_of=lookup.as_of,
         freshness=lookup.freshness.value,
-        reason=_reason(lookup),
+        reason=_reason(lookup, problem),
+        carrier_problem=problem,
         **registry_facts,
     )
     result = lookup.result
@@ -132,12 +135,15 @@ def shipment_view(
             classified = Classified(TrackingStatus.not_found, None)
         else:
             classified = Classified(TrackingStatus.unknown, None)
+        # The carrier's own words (USPS "not yet available") when it answered; a failure's
+        # raw text stays in carrier_problem.detail, never in status_detail.
+        said = message if message is not None and problem is None else None
         view = ShipmentView(
             **common,
             status=classified.status,
             status_since=classified.since,
-            status_detail=message.message if message else None,
-            carrier_status_code=message.code if message and message.code else None,
+            status_detail=said.message or None if said else None,
+            carrier_status_code=said.code or None if said else None,
             label_created_at=label_created_at,
         )
     else:
@@ -497,7 +503,11 @@ class TrackService:
             last_scan=humanize_age(decisive.status_since or (last.occurred_at if last else None), now),
             when=humanize_age(decisive.delivered_at, now),
             detail=decisive.status_detail or (last.description if last else "no details"),
-            reason=decisive.reason or "no answer",
+            problem=(
+                failures.sentence(decisive.carrier_problem)
+                if decisive.carrier_problem is not None
+                else "No answer from the carrier."
+            ),
             origin=decisive.origin or "(unknown warehouse)",
             promised=f"{promised:%Y-%m-%d}" if promised else "unknown",
         )

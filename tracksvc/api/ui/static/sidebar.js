@@ -76,41 +76,49 @@
   function eventLine(event) {
     const where = event.location ? " — " + event.location : "";
     return h("span", {},
-      event.description || event.code || "(no description)", where, " · ",
+      event.description || "(no description)", where, " · ",
       event.occurred_at ? T.agoElement(event.occurred_at) : "time unknown");
   }
 
   function freshness(shipment) {
-    const stale = shipment.freshness === "stale";
-    const parts = [];
-    if (shipment.as_of) {
-      parts.push(T.agoElement(shipment.as_of, "as of "));
-      if (shipment.freshness === "cached") parts.push(" (cached)");
-      if (shipment.freshness === "live") parts.push(" (live)");
-    } else {
-      parts.push("no answer from the carrier yet");
-    }
-    if (stale) {
+    if (shipment.freshness === "unavailable" || !shipment.as_of) return null;
+    const parts = [T.agoElement(shipment.as_of, "as of ")];
+    if (shipment.freshness === "cached") parts.push(" (cached)");
+    if (shipment.freshness === "live") parts.push(" (live)");
+    if (shipment.freshness === "stale") {
       return h("p", { class: "freshness stale", role: "note" },
         h("strong", {}, "Stale: "), parts, shipment.reason ? " — " + shipment.reason : "");
     }
-    const reason = shipment.reason ? h("span", { class: "reason" }, " — " + shipment.reason) : null;
-    return h("p", { class: "freshness" + (shipment.reason ? " warn" : "") }, parts, reason);
+    return h("p", { class: "freshness" }, parts);
   }
 
-  function copyButton(number) {
+  /**
+   * A Copy button for one number the agent may read out (or the words to say); `what` names it
+   * ("order number"), `spoken` is how it is named aloud (default: what and the number).
+   */
+  function copyButton(text, what, spoken) {
+    const name = spoken || what + " " + text;
     const button = h("button", {
       type: "button",
       class: "copy",
-      "aria-label": "Copy tracking number " + number,
+      "aria-label": "Copy " + name,
+      dataset: { copy: text },
     }, "Copy");
     button.addEventListener("click", async () => {
-      const ok = await T.copyText(number);
+      const ok = await T.copyText(text);
       button.textContent = ok ? "Copied" : "Copy failed";
-      announce.textContent = ok ? "Tracking number " + number + " copied." : "Could not copy; select the number instead.";
+      announce.textContent = ok ? name.charAt(0).toUpperCase() + name.slice(1) + " copied." :
+        "Could not copy; select the text instead.";
       window.setTimeout(() => { button.textContent = "Copy"; }, 2000);
     });
     return button;
+  }
+
+  /** One number with its Copy button: "Order W2001002 [Copy]". */
+  function numberLine(cls, label, number, what) {
+    return h("p", { class: "number-line " + cls },
+      h("span", { class: "label" }, label + " "),
+      h("code", { class: "number" }, number), " ", copyButton(number, what));
   }
 
   function facts(shipment) {
@@ -129,66 +137,144 @@
   }
 
   function timeline(events) {
-    if (!events || !events.length) return h("p", { class: "hint" }, "No carrier events yet.");
+    if (!events || !events.length) return null;
     return h("details", { class: "timeline" },
       h("summary", {}, "Timeline (" + events.length + " event" + (events.length === 1 ? "" : "s") + ")"),
       h("ol", {}, events.map((e) => h("li", {},
         h("span", { class: "when" }, e.occurred_at ? T.formatTime(e.occurred_at) : "time unknown"),
         h("span", { class: "what" }, e.description || e.code),
-        e.location ? h("span", { class: "where" }, e.location) : null,
-        h("span", { class: "code" }, e.code)))));
+        e.location ? h("span", { class: "where" }, e.location) : null))));
   }
 
-  function shipmentCard(shipment) {
+  /** A carrier's notice that is not an event (USPS "not yet available"): its first sentence, said once. */
+  function noticeText(text) {
+    const plain = String(text).replace(/^\s*\d+\s*:\s*/, "").trim();
+    const first = /^(.+?[.!?])(\s|$)/.exec(plain);
+    return first ? first[1] : plain;
+  }
+
+  /** What the carrier last said: an event, its notice when it has no events, or why it could not be asked. */
+  function lastWord(shipment, carrier, view) {
+    if (shipment.last_event) {
+      return h("p", { class: "last-event" }, h("span", { class: "label" }, "Last event: "), eventLine(shipment.last_event));
+    }
+    if (shipment.carrier_problem) {
+      // Said once: the advice already carries the sentence when this parcel decided the order.
+      if (shipment.freshness === "stale" || (shipment.reason && view.agent_advice.includes(shipment.reason))) return null;
+      return h("p", { class: "problem", role: "note" }, shipment.reason);
+    }
+    if (shipment.status_detail) {
+      return h("p", { class: "carrier-notice" }, h("span", { class: "label" }, "No scans yet. " + carrier + " says: "),
+        "“" + noticeText(shipment.status_detail) + "”");
+    }
+    return h("p", { class: "carrier-notice" }, "No carrier events yet.");
+  }
+
+  function shipmentCard(shipment, view) {
     const carrier = CARRIERS[shipment.carrier] || shipment.carrier;
     const url = T.safeUrl(shipment.tracking_url);
     const link = url
       ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer", class: "track-link" },
         "Track on " + carrier, h("span", { class: "visually-hidden" }, " (opens in a new tab)"))
       : null;
-    return h("li", { class: "shipment tone-border-" + tone(shipment.status), dataset: { status: shipment.status } },
-      h("h3", { class: "shipment-head" },
-        h("span", { class: "carrier" }, carrier),
-        shipment.direction === "return" ? h("span", { class: "direction" }, "Return") : null,
-        statusBadge(shipment.status)),
+    // The order's status is said once, at the top; a parcel says its own only when it differs.
+    const own = shipment.status !== view.status ? statusBadge(shipment.status) : null;
+    const isReturn = shipment.direction === "return";
+    return h("li", {
+      class: "shipment tone-border-" + tone(shipment.status),
+      dataset: { status: shipment.status, direction: shipment.direction },
+    },
+      h("h3", { class: "shipment-head" }, h("span", { class: "carrier" }, carrier), own),
       h("p", { class: "tracking" },
         h("span", { class: "visually-hidden" }, "Tracking number "),
-        h("code", { class: "number" }, shipment.tracking_number), " ", copyButton(shipment.tracking_number), " ", link),
-      shipment.last_event
-        ? h("p", { class: "last-event" }, h("span", { class: "label" }, "Last event: "), eventLine(shipment.last_event))
-        : h("p", { class: "last-event" }, h("span", { class: "label" }, "Last event: "),
-          shipment.status_detail || "none"),
+        h("code", { class: "number" }, shipment.tracking_number), " ",
+        copyButton(shipment.tracking_number, isReturn ? "return tracking number" : "tracking number"), " ", link),
+      (shipment.aliases || []).map((alias) => numberLine("alias", /^RMA/i.test(alias) ? "RMA" : "Also known as",
+        alias, /^RMA/i.test(alias) ? "RMA number" : "number")),
+      lastWord(shipment, carrier, view),
       facts(shipment),
       freshness(shipment),
-      timeline(shipment.events),
-      shipment.shipment_id ? h("p", { class: "ids" }, "Shipment " + shipment.shipment_id) : null);
+      timeline(shipment.events));
+  }
+
+  /** Outbound parcels, then return parcels in a section of their own. */
+  function parcels(view) {
+    const outbound = view.shipments.filter((s) => s.direction !== "return");
+    const returns = view.shipments.filter((s) => s.direction === "return");
+    const out = [];
+    if (!view.shipments.length) out.push(h("h2", { class: "shipments-title" }, "No shipments yet"));
+    if (outbound.length) {
+      out.push(h("section", { class: "parcels parcels-outbound", "aria-label": "Parcels to the customer" },
+        h("h2", { class: "shipments-title" },
+          outbound.length === 1 ? "Parcel to the customer" : "Parcels to the customer (" + outbound.length + ")"),
+        h("ol", { class: "shipments" }, outbound.map((s) => shipmentCard(s, view)))));
+    }
+    if (returns.length) {
+      out.push(h("section", { class: "parcels parcels-return", "aria-label": "Return parcels" },
+        h("h2", { class: "shipments-title" },
+          (returns.length === 1 ? "Return parcel" : "Return parcels (" + returns.length + ")") + ": coming back to us"),
+        h("ol", { class: "shipments" }, returns.map((s) => shipmentCard(s, view)))));
+    }
+    return out;
+  }
+
+  /** Codes, internal ids and raw carrier text: for support, behind one toggle. */
+  function supportDetails(view) {
+    const rows = [
+      ["Status code", view.status],
+      ["Found by", MATCHED[view.matched] || view.matched],
+    ];
+    if (view.flags.length) rows.push(["Flags", view.flags.join(", ")]);
+    for (const s of view.shipments) {
+      const name = (CARRIERS[s.carrier] || s.carrier) + " " + s.tracking_number;
+      rows.push([name, s.status + (s.shipment_id ? " · " + s.shipment_id : "")]);
+      if (s.carrier_status_code) rows.push(["Carrier code", s.carrier_status_code]);
+      if (s.status_detail) rows.push(["Carrier text", s.status_detail]);
+      if (s.carrier_problem) {
+        rows.push(["Problem", s.carrier_problem.kind + " at " + T.formatTime(s.carrier_problem.asked_at)]);
+        rows.push(["Raw reason", s.carrier_problem.detail]);
+      }
+      for (const e of s.events) if (e.code) rows.push(["Event code", e.code + " " + (e.description || "")]);
+    }
+    return h("details", { class: "support" },
+      h("summary", {}, "Details for support"),
+      h("dl", {}, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+  }
+
+  /** Flags that add to the status (the status itself is said once, at the top). */
+  function extraFlags(view) {
+    const said = new Set([view.status, "replaced_order"]);
+    return view.flags.filter((f) => !said.has(f));
   }
 
   function render(view) {
-    const order = view.order_number ? "Order " + view.order_number : "Not a registered order";
-    const matched = MATCHED[view.matched] || view.matched;
+    const order = view.order_number
+      ? numberLine("order", view.replaced_from ? "New order" : "Order", view.order_number,
+        view.replaced_from ? "new order number" : "order number")
+      : h("p", { class: "number-line" }, "Not a registered order");
+    const flags = extraFlags(view);
     // Through h() so that absent parts (null) are skipped, not written as "null".
     const parts = h("div", {},
       h("div", { class: "status-card tone-" + tone(view.status), dataset: { status: view.status } },
         h("p", { class: "status-words" }, words(view.status)),
-        h("p", { class: "status-meta" }, h("code", { class: "status-code" }, view.status), " · ", order),
-        h("p", { class: "matched" }, "Found by " + matched +
-          (view.replaced_from ? " (" + view.replaced_from + " was re-placed)" : ""))),
-      h("p", { class: "summary" }, view.summary),
+        order,
+        h("p", { class: "summary" }, view.summary)),
       h("div", { class: "advice", role: "note", "aria-label": "What to do" },
         h("h2", {}, "What to do"), h("p", {}, view.agent_advice)),
+      h("div", { class: "say", role: "note", "aria-label": "What to say" },
+        h("h2", {}, "What to say"),
+        h("p", { class: "say-text" }, view.customer_message),
+        copyButton(view.customer_message, "message", "what to say")),
       disputeButton(view),
-      view.flags.length
+      flags.length
         ? h("ul", { class: "flags", "aria-label": "Flags" },
-          view.flags.map((f) => h("li", { class: "flag", dataset: { flag: f } }, FLAGS[f] || f)))
+          flags.map((f) => h("li", { class: "flag", dataset: { flag: f } }, FLAGS[f] || f)))
         : null,
-      h("h2", { class: "shipments-title" },
-        view.shipments.length ? "Shipments (" + view.shipments.length + ")" : "No shipments yet"),
-      view.shipments.length ? h("ol", { class: "shipments" }, view.shipments.map((s) => shipmentCard(s))) : null);
+      parcels(view),
+      supportDetails(view));
     result.replaceChildren(...parts.childNodes);
     result.hidden = false;
-    announce.textContent = (view.order_number || view.reference) + ": " + words(view.status) +
-      " (" + view.status + "). " + view.summary;
+    announce.textContent = (view.order_number || view.reference) + ": " + words(view.status) + ". " + view.summary;
   }
 
   // Only the customer can say a "delivered" parcel never arrived: one click asks again
