@@ -46,7 +46,8 @@ async def test_demo_seed_letter_o_suggests_the_order(service: Any, redis_client:
     assert "letter O" in error["message"]
     assert error["did_you_mean"][0] == "W2001002"
     status, view = await track(service, error["did_you_mean"][0])
-    assert status == 200 and view["order_number"] == "W2001002"
+    assert status == 200
+    assert view["order_number"] == "W2001002"
 
 
 async def test_demo_seed_ups_number_with_one_wrong_digit(service: Any, redis_client: aioredis.Redis) -> None:
@@ -57,7 +58,8 @@ async def test_demo_seed_ups_number_with_one_wrong_digit(service: Any, redis_cli
     assert "looks like a UPS tracking number, but its check digit does not match" in body["error"]["message"]
     assert body["error"]["did_you_mean"] == ["1ZTRKSVC0100000015"]  # ups-label-2h's, the one registered
     status, view = await track(service, "1ZTRKSVC0100000015")
-    assert status == 200 and view["shipments"][0]["tracking_number"] == "1ZTRKSVC0100000015"
+    assert status == 200
+    assert view["shipments"][0]["tracking_number"] == "1ZTRKSVC0100000015"
 
 
 async def test_demo_seed_nothing_near_gets_a_kind_message_and_no_suggestion(
@@ -95,7 +97,9 @@ async def test_echo_is_the_text_as_typed_and_safe(service: Any) -> None:
     assert body["error"]["message"].startswith("\u201c<b>hi</b>\u201d does not look like")
 
 
-async def test_at_most_five_only_registered_in_a_fixed_order(service: Any, redis_client: aioredis.Redis) -> None:
+async def test_at_most_five_only_registered_in_a_fixed_order(
+    service: Any, redis_client: aioredis.Redis
+) -> None:
     """Ten registered orders one digit away: five suggestions, each registered, the same each time."""
     registry = Registry(redis_client)
     for digit in range(10):
@@ -130,7 +134,9 @@ async def test_the_portal_never_suggests(service: Any, redis_client: aioredis.Re
     assert near_text == far_text
 
 
-async def test_the_batch_gives_the_message_without_suggestions(service: Any, redis_client: aioredis.Redis) -> None:
+async def test_the_batch_gives_the_message_without_suggestions(
+    service: Any, redis_client: aioredis.Redis
+) -> None:
     """POST /v1/track items carry the kind message only (one round trip per 404 would multiply by 100)."""
     await seed(Registry(redis_client))
     response = await service.post("/v1/track", json={"references": ["W20O1002"]}, headers=AGENT)
@@ -140,7 +146,9 @@ async def test_the_batch_gives_the_message_without_suggestions(service: Any, red
     assert "did_you_mean" not in item["error"]
 
 
-async def test_cost_of_a_404_does_not_grow_with_the_registry(service: Any, redis_client: aioredis.Redis) -> None:
+async def test_cost_of_a_404_does_not_grow_with_the_registry(
+    service: Any, redis_client: aioredis.Redis
+) -> None:
     """HMGETs per 404: the same with 10 and with 2,010 registered orders (many of them near), in one trip."""
     registry = Registry(redis_client)
     for digit in range(10):

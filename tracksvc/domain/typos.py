@@ -7,10 +7,10 @@ Three things a 404 for ``GET /v1/track/{reference}`` says:
    and what is wrong with it ("looks like a UPS tracking number, but its check
    digit does not match"), echoing the text as it was typed.
 2. :func:`variants`: the references the text would be after undoing one
-   typo, most likely first: a look-alike swapped (O/0, I/1, S/5, B/8, one
-   place or all letters among digits), two neighbours transposed, a doubled
-   character removed, a dropped digit put back, one character substituted
-   (a digit for a digit, a letter for a letter).
+   typo, most likely first: a look-alike swapped (O/0, I/1, S/5, B/8, in
+   one place, then every such letter in a run with digits), two neighbours
+   transposed, a doubled character removed, one digit wrong, a dropped digit
+   put back, one letter wrong.
 3. :func:`suggestions`: of those, the ones the registry holds, as the
    agent should read them (at most :data:`MAX_SUGGESTIONS`).
 
@@ -30,9 +30,14 @@ the registry's own memory), kept in step on every write and re-key, to save a
 
 Variants that fit a carrier format but fail its check digit are never asked
 for: a registered tracking number always passes its check (records refuse
-others), which cuts a mistyped carrier number's variants about tenfold. An
-alias or internal number that imitates a carrier format with a wrong check
-digit is the one kind of reference this can miss.
+others). A text that itself fits a carrier format with a wrong check digit
+was meant as a tracking number, so only its variants that pass the check of
+that format are asked: 15-25 instead of ~250 for a 1Z or USPS number. An
+alias or internal number that imitates a carrier format is the one kind of
+reference this can miss. Measured (a shared 2-core machine, loopback Redis):
+building the variants takes 0.2-0.4 ms for an order number and 3-9 ms for a
+mistyped carrier number (check digits in Python); the round trip, 0.5 ms for
+16 HMGETs to 3 ms for 300.
 """
 
 from __future__ import annotations
