@@ -46,12 +46,24 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, *, request_id: str | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    *,
+    request_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """The one JSON error shape: ``{"error": {"code", "message"}}`` (``details``, ``request_id``)."""
+    """
+    The one JSON error shape: ``{"error": {"code", "message"}}`` (``details``, ``request_id``).
+
+    ``extra`` adds fields an error code documents (``did_you_mean`` of ``reference_not_found``).
+    """
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
+    if extra:
+        error.update(extra)
     if request_id is not None:
         error["request_id"] = request_id
     return web.Response(

@@ -8,6 +8,7 @@ are :class:`~pydantic.SecretStr` and never appear in reprs or logs.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import UTC, tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from carriers.models import Carrier
 from carriers.settings import CarrierSettings
+
+#: One order-number template (``TRACKSVC_ORDER_NUMBER_FORMATS``): ``#`` a digit, the rest as is.
+ORDER_FORMAT = re.compile(r"[A-Z0-9#-]{2,32}")
 
 ROLES = ("agent", "portal", "warehouse", "ingest", "admin")
 
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
     #: The zone a plain date is read in where a time is expected (``promised_ship_by:
     #: "2026-11-23"`` is the end of that day here): an IANA name such as ``America/Chicago``.
     business_timezone: str = "UTC"
+    #: What the shop's order numbers look like, comma-separated templates: ``#`` is a digit,
+    #: every other character stands for itself (``W#######``: W and 7 digits). Only words a
+    #: 404 uses ("looks like an order number (W + 7 digits)"); lookups accept any identifier.
+    order_number_formats: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["W#######"])
 
     ups_base_url: str = PRODUCTION_BASE_URLS[Carrier.ups]
     ups_client_id: SecretStr = SecretStr("")
@@ -228,6 +236,22 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         """Refuse a zone name the time zone database does not know."""
         zone_named(value)
+        return value
+
+    @field_validator("order_number_formats", mode="before")
+    @classmethod
+    def _parse_order_formats(cls, value: object) -> object:
+        """Accept ``W#######,S-####-####``: letters, digits and dashes, each with at least one ``#``."""
+        if isinstance(value, str):
+            value = [t.strip().upper() for t in value.split(",") if t.strip()]
+        if isinstance(value, list):
+            for item in value:
+                text = str(item)
+                if not ORDER_FORMAT.fullmatch(text) or "#" not in text:
+                    raise ValueError(
+                        f"TRACKSVC_ORDER_NUMBER_FORMATS: {text!r} is not a template such as W####### "
+                        "(# a digit; letters, digits and dashes as they are; 2 to 32 characters)"
+                    )
         return value
 
     @property

@@ -61,7 +61,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -72,9 +72,11 @@ from tracksvc.core.models import Carrier
 __all__ = [
     "MAX_REFERENCE_LENGTH",
     "Candidate",
+    "Shape",
     "candidates",
     "compact",
     "normalize",
+    "shapes",
     "tracking_url",
 ]
 
@@ -443,6 +445,60 @@ def _candidates(reference: str) -> tuple[Candidate, ...]:
 
 
 _candidates_memo = functools.lru_cache(maxsize=MEMO_SIZE)(_candidates)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """
+    A carrier format whose pattern a reference fits, whether or not its check digit does.
+
+    Attributes:
+        carrier: The carrier of the format.
+        format: The format's name, as in :attr:`Candidate.format`.
+        check_digit_ok: Whether the check digit matches too (then it is a :class:`Candidate`).
+    """
+
+    carrier: Carrier
+    format: str
+    check_digit_ok: bool
+
+
+#: Fewer characters than any carrier format has (the UPS Waybill's 11 is the shortest).
+_SHORTEST_NUMBER = 11
+
+
+def shapes(reference: str, formats: Collection[str] | None = None) -> list[Shape]:
+    """
+    Every carrier format whose pattern the reference fits, check digit right or wrong.
+
+    What tells "a UPS number with a wrong check digit" from "no carrier's
+    number at all" (:mod:`tracksvc.domain.typos`). Never raises.
+
+    Args:
+        reference: A reference key from :func:`normalize` (any text is read in
+            its :func:`compact` form).
+        formats: Only these formats (by name) are tried; all when None.
+
+    Returns:
+        The shapes in table order, each (carrier, format) once; its check digit
+        is right when any reading of it is (with or without a routing prefix).
+    """
+    text = _compact(reference)  # not remembered: a 404's variants would crowd out real references
+    if not _SHORTEST_NUMBER <= len(text) <= _LONGEST_NUMBER or not _ALPHANUMERIC.fullmatch(text):
+        return []
+    found: dict[tuple[Carrier, str], Shape] = {}
+    for row in _FORMATS:
+        if formats is not None and row.name not in formats:
+            continue
+        for printed in _without_routing(text) if row.routable else (text,):
+            match = row.pattern.fullmatch(row.implied + printed)
+            if match is None:
+                continue
+            ok = row.check_digit(match["body"]) == int(match["check"])
+            previous = found.get((row.carrier, row.name))
+            if previous is None or (ok and not previous.check_digit_ok):
+                found[(row.carrier, row.name)] = Shape(row.carrier, row.name, ok)
+    return list(found.values())
 
 
 def tracking_url(carrier: Carrier, number: str) -> str:

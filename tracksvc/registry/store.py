@@ -864,6 +864,30 @@ class Registry:
         except (RedisError, OSError) as exc:  # the budget ran out between two reads
             raise RegistryUnavailable(f"the registry (Redis) did not answer in time: {exc}") from exc
 
+    async def owners(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """
+        What each reference key names (kind value -> id; empty when nothing is registered under it).
+
+        One round trip of single-key ``HMGET`` commands, one per key (each key in its own hash
+        slot, no multi-key command: fine on Redis Cluster), within the request's Redis budget.
+        Its cost is the number of keys, never the size of the registry.
+
+        Raises:
+            RegistryUnavailable: Redis failed or the budget ran out.
+        """
+        if not keys:
+            return []
+        fields = [kind.value for kind in REF_PRECEDENCE]
+        try:
+            async with redis_step("registry owners"):
+                replies = await send_all(self.redis, [("HMGET", ref_key(key), *fields) for key in keys])
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        return [
+            {name: _text(value) for name, value in zip(fields, values, strict=True) if value is not None}
+            for values in replies
+        ]
+
     async def _resolve(self, raw_reference: str) -> Resolution | None:
         fields = [kind.value for kind in REF_PRECEDENCE]
         keys = reference_keys(raw_reference)

@@ -20,7 +20,7 @@ from tracksvc.core.errors import ReferenceNotFound, RegistryUnavailable
 from tracksvc.core.models import Carrier, TrackingEvent, TrackingStatus
 from tracksvc.core.redis_budget import RedisLatch, current_budget, redis_step, request_budget
 from tracksvc.core.settings import Settings, zone_named
-from tracksvc.domain import changes, failures, references
+from tracksvc.domain import changes, failures, references, typos
 from tracksvc.domain.advice import CARRIER_NAMES, advice_for, humanize_age
 from tracksvc.domain.flags import CLAIMS as CLAIMS  # re-exported: the track route checks ?claim=
 from tracksvc.domain.flags import (
@@ -236,6 +236,7 @@ class TrackService:
         self.clock = clock
         self.zone = zone_named(settings.business_timezone)
         self.redis_latch = RedisLatch(settings.redis_down_latch_s)
+        self.order_formats = [typos.order_format(t) for t in settings.order_number_formats]
 
     @contextlib.contextmanager
     def redis_budget(self) -> Iterator[None]:
@@ -264,7 +265,7 @@ class TrackService:
             kept = self.answers.get(key)
             if kept is not None:
                 return kept
-        view = await self.track(reference, claims=claims)
+        view = await self.track(raw_reference, claims=claims)
         body = view.model_dump_json().encode()
         if self.answers is not None:
             self._keep(key, view)
@@ -339,9 +340,36 @@ class TrackService:
         """
         reference = references.normalize(raw_reference)
         with self.redis_budget():
-            return await self._track(reference, claims)
+            return await self._track(reference, claims, typed=raw_reference.strip())
 
-    async def _track(self, reference: str, claims: frozenset[str]) -> TrackView:
+    async def did_you_mean(self, raw_reference: str) -> list[str] | None:
+        """
+        Registered references one typo away from one that was not found, best first (at most 5).
+
+        One round trip to Redis, of as many single-key commands as the reference has variants
+        (:func:`tracksvc.domain.typos.variants`, at most ``typos.MAX_VARIANTS``): the cost of a
+        404 does not grow with the registry. Never for the portal (enumeration).
+
+        Returns:
+            The suggestions (maybe none), or None when the registry could not be asked: a 404
+            says so rather than "no near match".
+
+        Raises:
+            InvalidReference: the input cannot be a reference.
+        """
+        reference = references.normalize(raw_reference)
+        if self.registry is None:
+            return None
+        keys = typos.variants(reference)
+        with self.redis_budget():
+            try:
+                owners = await self.registry.owners(keys)
+            except RegistryUnavailable as exc:
+                log.warning("near_matches_unavailable", error=str(exc))
+                return None
+        return typos.suggestions(reference, keys, owners)
+
+    async def _track(self, reference: str, claims: frozenset[str], *, typed: str) -> TrackView:
         registry_note: str | None = None
         resolution: Resolution | None = None
         if self.registry is not None:
@@ -355,14 +383,11 @@ class TrackService:
         candidates = references.candidates(reference)
         if not candidates and registry_note:
             raise RegistryUnavailable(
-                f"{reference!r} may be a registered order or shipment, but the registry (Redis) "
+                f"\u201c{typed}\u201d may be a registered order or shipment, but the registry (Redis) "
                 "cannot be read right now; try again shortly"
             )
         if not candidates:
-            raise ReferenceNotFound(
-                f"{reference!r} is not a registered order or shipment, and not a valid "
-                "UPS, FedEx or USPS tracking number (format and check digit)."
-            )
+            raise ReferenceNotFound(typos.not_found_message(typed, reference, self.order_formats))
         lookup = await self.tracker.lookup_candidates(candidates)
         now = self.clock()
         shipments = [shipment_view(lookup, now=now, limits=self.limits)]

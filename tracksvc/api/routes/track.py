@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from tracksvc.api.keys import registry_key, service_key, settings_key
 from tracksvc.api.middlewares import error_response, presented_key, requires
-from tracksvc.core.errors import ImportInterrupted, RegistryUnavailable, RequestError, ValidationFailed
+from tracksvc.core.errors import (
+    ImportInterrupted,
+    ReferenceNotFound,
+    RegistryUnavailable,
+    RequestError,
+    ValidationFailed,
+)
 from tracksvc.domain.records import BUSINESS_TIMEZONE, OrderRecord, ShipmentRecord
 from tracksvc.domain.safe_csv import write_csv
 from tracksvc.economy.callers import acting_as, ad_hoc
@@ -97,12 +103,29 @@ async def track_reference(request: web.Request) -> web.Response:
             details=[{"field": "claim", "message": f"unknown claim {sorted(unknown)[0]!r}"}],
         )
     service = request.app[service_key]
+    raw = request.match_info.get("reference", "")
     try:
         with acting_as(ad_hoc(presented_key(request))):  # unregistered numbers: this key's share
-            body = await service.answer(request.match_info.get("reference", ""), claims=claims)
+            body = await service.answer(raw, claims=claims)
     except RegistryUnavailable as exc:
         return registry_unavailable(str(exc), service.retry_after_s())
+    except ReferenceNotFound as exc:
+        return reference_not_found(exc, await service.did_you_mean(raw))
     return web.Response(body=body, content_type="application/json")
+
+
+def reference_not_found(exc: ReferenceNotFound, near: list[str] | None) -> web.Response:
+    """
+    404 ``reference_not_found`` with ``did_you_mean``: registered references one typo away.
+
+    ``near`` None (the registry failed while looking for them) leaves ``did_you_mean`` out and
+    says so: the reference itself was looked for and is not registered, but "no near match"
+    would not be true.
+    """
+    if near is None:
+        message = f"{exc.message} Near matches could not be looked up right now; try again shortly."
+        return error_response(404, exc.code, message)
+    return error_response(404, exc.code, exc.message, extra={"did_you_mean": near})
 
 
 def registry_unavailable(message: str, retry_after_s: int) -> web.Response:

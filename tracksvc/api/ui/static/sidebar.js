@@ -292,6 +292,24 @@
     announce.textContent = title + ": " + message;
   }
 
+  /** A 404: what is wrong with the reference, and each registered near match as one click. */
+  function renderNotFound(error) {
+    renderError("Not found", error.message);
+    const near = Array.isArray(error.did_you_mean) ? error.did_you_mean.filter((r) => typeof r === "string") : [];
+    if (!near.length) return;
+    const choices = near.map((reference) =>
+      h("li", {}, h("button", {
+        type: "button",
+        class: "suggestion",
+        "aria-label": "Look up " + reference,
+        onclick: () => { input.value = reference; lookup(reference); },
+      }, reference)));
+    result.querySelector(".error-box").append(
+      h("p", { class: "did-you-mean-title" }, "Did you mean:"),
+      h("ul", { class: "did-you-mean", "aria-label": "Did you mean" }, choices));
+    announce.textContent += " Did you mean " + near.join(", ") + "?";
+  }
+
   async function lookup(raw, claim) {
     const reference = (raw || "").trim();
     if (!reference) {
@@ -334,7 +352,7 @@
     } else if (response.status === 403) {
       renderError("This key may not look orders up", error.message);
     } else if (response.status === 404) {
-      renderError("Not found", error.message);
+      renderNotFound(error);
     } else if (response.status === 400) {
       renderError("Not a reference", error.message);
     } else {
