@@ -58,7 +58,13 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
+from tracksvc.core.errors import (
+    IdentifierConflict,
+    InvalidReference,
+    LabelPickedUp,
+    RegistryUnavailable,
+    ValidationFailed,
+)
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
 from tracksvc.core.redis_keys import (
@@ -876,6 +882,7 @@ class Registry:
             None when no such shipment is registered.
 
         Raises:
+            LabelPickedUp: a carrier scanned the parcel (it is not voided).
             RegistryUnavailable: Redis failed (the void may be partly written: call again).
         """
         record = await self.get_shipment(shipment_id)
@@ -883,6 +890,12 @@ class Registry:
             return None
         if record.voided:
             return VoidOutcome(record, newly_voided=False)
+        if record.first_scan_at is not None:
+            raise LabelPickedUp(
+                f"{record.carrier.value.upper()} scanned this parcel at "
+                f"{record.first_scan_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: it is on its way "
+                "and its label can no longer be voided",
+            )
         key = voided_key(shipment_id)
         ours = {"tracking_number": record.tracking_number, "at": at.astimezone(UTC).isoformat(), "by": by}
         written, stored = await self._write([("SET", key, orjson.dumps(ours), "NX"), ("GET", key)])
