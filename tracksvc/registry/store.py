@@ -1213,7 +1213,7 @@ def _audit(raw: object) -> dict[str, Any] | None:
         loaded = orjson.loads(raw if isinstance(raw, bytes | str) else str(raw))
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(loaded, dict) or not {"at", "by"} <= loaded.keys():
+    if not isinstance(loaded, dict) or not all(name in loaded for name in ("at", "by")):
         return None
     return loaded
 
