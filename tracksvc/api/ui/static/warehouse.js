@@ -344,7 +344,8 @@
 
   // -- loading everything, voiding ---------------------------------------------------------
 
-  async function loadAll(reset) {
+  /** Load the list, the labels to void and the chart; "say" announces the count (not after a void). */
+  async function loadAll(reset, say = true) {
     const key = keeper.key();
     if (!key) return;
     if (loading) {
@@ -358,7 +359,7 @@
       if (done.every(Boolean)) {
         updated.textContent = "Updated " + zoned(new Date().toISOString()) + " · " + plural(rows.length, "label") +
           (nextCursor ? " (more available)" : "");
-        if (reset) announce.textContent = plural(rows.length, "label") + " never picked up loaded.";
+        if (reset && say) announce.textContent = plural(rows.length, "label") + " never picked up loaded.";
       }
     } catch (e) {
       announce.textContent = "tracksvc is not reachable; the list will retry.";
@@ -367,7 +368,7 @@
       list.setAttribute("aria-busy", "false");
       if (again) {
         again = false;
-        loadAll(true);
+        loadAll(true, false);
       }
     }
   }
@@ -401,7 +402,7 @@
       }
       rows = rows.filter((r) => r.shipment_id !== label.shipment_id);
       announce.textContent = "Label " + label.tracking_number + " marked voided (" + zoned(record.voided_at) + ").";
-      loadAll(true);
+      loadAll(true, false);
     } catch (e) {
       button.disabled = false;
       announce.textContent = "The label could not be voided: tracksvc is not reachable.";
