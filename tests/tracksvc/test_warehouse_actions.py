@@ -109,6 +109,8 @@ async def test_the_void_is_in_the_shipment_record_and_the_agent_view(service: An
     assert (stored["voided_at"], stored["voided_by"]) == (voided["voided_at"], voided["voided_by"])
     view = await track_ok(service, "W-V2")
     assert view["shipments"][0]["status"] == "cancelled"
+    assert view["shipments"][0]["status_detail"].startswith("Label voided by the warehouse on ")
+    assert view["shipments"][0]["status_since"] == voided["voided_at"]
     assert "not_tendered" not in view["flags"]
     assert "reship or a refund on this call" not in view["agent_advice"]
 
