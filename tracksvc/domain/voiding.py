@@ -20,8 +20,8 @@ from tracksvc.domain.records import ShipmentRecord
 #: Where the default void and refund windows come from (README, "Labels to void"). To be
 #: confirmed with the shipper's own carrier contract, which may say otherwise.
 WINDOW_SOURCES: dict[Carrier, str] = {
-    Carrier.ups: "UPS lets a shipper void an unused label up to 90 days after it was created "
-                 "(ups.com void shipment; carrier-integration guides say the same)",
+    Carrier.ups: "an unused UPS label can be voided up to 90 days after it was created, later only "
+                 "through UPS customer service (UPS-integrated platforms' void guides)",
     Carrier.fedex: "FedEx bills on scan; an unused label can be cancelled up to 90 days after "
                    "it was created (EasyPost's FedEx refund guide)",
     Carrier.usps: "USPS refunds an unused Click-N-Ship label requested within 30 days of its "
