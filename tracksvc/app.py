@@ -25,6 +25,7 @@ from tracksvc.api.routes.ops import add_ops_routes
 from tracksvc.api.routes.portal import add_portal_routes
 from tracksvc.api.routes.push import add_push_routes
 from tracksvc.api.routes.track import add_routes
+from tracksvc.api.routes.warehouse import add_warehouse_routes
 from tracksvc.api.ui.pages import add_ui_routes
 from tracksvc.core.redis import redis_client
 from tracksvc.core.settings import Settings
@@ -103,4 +104,5 @@ def create_app(settings: Settings | None = None) -> web.Application:
     add_portal_routes(app)
     add_ui_routes(app)
     add_push_routes(app)
+    add_warehouse_routes(app)
     return app

@@ -228,7 +228,7 @@ async def test_warehouse_lists_the_stalled_label_and_downloads_csv(
     page = await browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True)
     errors = watch_errors(page)
     await page.goto(f"{base_url(client)}/ui/warehouse#key=warehouse-key")
-    row = page.locator('tr[data-shipment="shp-2001002-1"]')
+    row = page.locator('.never-picked-up tr[data-shipment="shp-2001002-1"]')
     await expect(row).to_contain_text("408 h (17 days)")
     await expect(row).to_contain_text("UPS")
     await expect(row).to_contain_text(stories["ups-17-days"].shipments[0].tracking_number)
@@ -244,7 +244,7 @@ async def test_warehouse_lists_the_stalled_label_and_downloads_csv(
     async with page.expect_download() as info:
         await page.click("#download")
     download = await info.value
-    assert download.suggested_filename.startswith("stalled-labels-")
+    assert download.suggested_filename.startswith("never-picked-up-labels-")
     csv_text = await asyncio.to_thread(Path(await download.path()).read_text)
     header, *lines = list(csv.reader(io.StringIO(csv_text)))
     assert header[:5] == ["shipment_id", "order_number", "carrier", "tracking_number", "origin"]

@@ -66,6 +66,9 @@ ROLE_OF = {
     "PUT /v1/orders/{order_number}": "ingest",
     "POST /v1/shipments/import": "ingest",
     "GET /v1/labels/stalled": "warehouse",
+    "GET /v1/labels/stalled/ages": "warehouse",
+    "GET /v1/labels/to-void": "warehouse",
+    "POST /v1/shipments/{shipment_id}/void": "warehouse",
     "GET /v1/portal/orders/{order_number}": "portal",
     "POST /v1/subscriptions": "agent",
     "DELETE /v1/subscriptions/{subscription_id}": "agent",
@@ -358,6 +361,10 @@ def contract_config() -> schemathesis.Config:
                         "body.shipment_id": values("writable_shipments"),
                         "body.order_number": values("writable_orders"),
                     },
+                },
+                {
+                    "include-name": "POST /v1/shipments/{shipment_id}/void",
+                    "parameters": {"path.shipment_id": values("writable_shipments")},
                 },
                 {
                     "include-name": "PUT /v1/orders/{order_number}",

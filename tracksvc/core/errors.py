@@ -17,6 +17,8 @@ The one exception tree of tracksvc.
         ├── PushNotConfigured        503: a carrier push route has no credential configured
         ├── IdentifierConflict       409: an identifier is already another record's (same lookup key)
         ├── NotFound                 404: a resource (subscription, ...) does not exist
+        │   └── ShipmentNotFound     404: no shipment registered under this id
+        ├── LabelPickedUp            409: a label a carrier scanned cannot be voided
         ├── PortalNotFound           404: no such order OR wrong postal code (one answer)
         ├── PostalCodeRequired       400: portal lookup without a postal code
         ├── BodyTooLarge             413: the body is over TRACKSVC_MAX_BODY_BYTES
@@ -155,6 +157,19 @@ class NotFound(RequestError):
 
     http_status = 404
     code = "not_found"
+
+
+class ShipmentNotFound(NotFound):
+    """No shipment is registered under this id."""
+
+    code = "shipment_not_found"
+
+
+class LabelPickedUp(RequestError):
+    """The label cannot be voided: a carrier has scanned the parcel."""
+
+    http_status = 409
+    code = "label_picked_up"
 
 
 class PortalNotFound(RequestError):

@@ -17,6 +17,8 @@ key                                        type    what (owner)
 ``tracksvc:labels:unscanned[:<origin>]``   zset    unscanned labels by label time (registry.store)
 ``tracksvc:labels:unchecked``              zset    listed labels never checked (registry.store)
 ``tracksvc:shipment:{s:<id>}:checked``     string  last carrier answer, epoch s (registry.store)
+``tracksvc:shipment:{s:<id>}:voided``      string  who voided the label and when, JSON (registry.store)
+``tracksvc:labels:origins``                set     origins that ever had a listed label (registry.store)
 ``tracksvc:refresh:due``                   zset    next look per shipment (registry.store)
 ``tracksvc:refresh:claim:{<id>}``          string  a replica's claim on one refresh (refresher)
 ``tracksvc:track:{<carrier>:<number>}``    string  a carrier's answer, JSON (economy.cache)
@@ -36,6 +38,8 @@ REF_KEY_PREFIX = "tracksvc:ref:"
 UNSCANNED = "tracksvc:labels:unscanned"
 UNCHECKED = "tracksvc:labels:unchecked"
 CHECKED_SUFFIX = ":checked"
+VOIDED_SUFFIX = ":voided"
+ORIGINS = "tracksvc:labels:origins"
 REFRESH_DUE = "tracksvc:refresh:due"
 claim_key_prefix = "tracksvc:refresh:claim:"
 track_key_prefix = "tracksvc:track:"

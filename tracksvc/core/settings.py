@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     #: How many lookups of one ``POST /v1/track`` batch run at once.
     batch_concurrency: int = Field(default=20, ge=1, le=100)
 
+    # -- Warehouse actions (issue 11, item 4): how long each carrier lets an unused label be voided.
+    #: Days after the label was printed during which an unused (never tendered) label can still be
+    #: voided or refunded; a label past it leaves the "labels to void" list (0: never listed).
+    #: Defaults from the carriers' public pages (README, "Labels to void"); TO BE CONFIRMED with
+    #: the shipper's carrier contract, which may say otherwise.
+    void_window_days_ups: float = Field(default=90.0, ge=0, le=3650)
+    void_window_days_fedex: float = Field(default=90.0, ge=0, le=3650)
+    void_window_days_usps: float = Field(default=30.0, ge=0, le=3650)
+
     # -- Background refresher and push (issue 4, items 5 and 6).
     #: Run the refresher inside the service (``tracksvc refresher`` runs it alone).
     refresher_enabled: bool = True
@@ -301,6 +310,11 @@ class Settings(BaseSettings):
                 )
             keys[key] = role
         return keys
+
+    def void_window_days(self, carrier: Carrier) -> float:
+        """Days an unused label of ``carrier`` can still be voided or refunded (``void_window_days_*``)."""
+        days: float = getattr(self, f"void_window_days_{carrier.value}")
+        return days
 
     def carrier(self, carrier: Carrier) -> CarrierSettings:
         """The sub-settings one carrier adapter receives."""

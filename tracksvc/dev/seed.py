@@ -97,10 +97,11 @@ def stories(now: datetime | None = None) -> list[Story]:
         "shp-2001001-1", "usps-label-5d", now, order_number="W2001001", origin="MSP1",
         internal_status="shipped", internal_note="Left Brooklyn Park on the 19th",
         destination_postal_code="11201", promised_delivery_date=today - timedelta(days=1),
+        label_cost="8.45",  # the warehouse page's labels to void show the money at stake
     )
     ups17 = _shipment(
         "shp-2001002-1", "ups-label-17d", now, order_number="W2001002", origin="DAL1",
-        destination_postal_code="75201",
+        destination_postal_code="75201", label_cost="14.20",
     )
     replaced_out = _shipment(
         "shp-4477-0192-1", "fedex-in-transit", now, order_number="S-4477-0192", origin="STORE-0192",

@@ -10,17 +10,20 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, tzinfo
+from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from tracksvc.core.errors import InvalidReference
@@ -154,6 +157,24 @@ def _plain_date_is_end_of_day(value: object, info: ValidationInfo) -> object:
         raise ValueError("is out of range once converted to UTC") from exc
 
 
+#: The currency of a ``label_cost`` sent without one (UPS, FedEx and USPS bill US accounts in USD).
+DEFAULT_COST_CURRENCY = "USD"
+
+
+def _plain_decimal(value: Decimal) -> Decimal:
+    # "1e3" is stored and answered as "1000", not "1E+3"; "-0" as "0".
+    return Decimal(0) if value.is_zero() else Decimal(format(value, "f"))
+
+
+#: A label's cost: 0 to 100,000, at most 4 decimal places; sent as a JSON number or a string
+#: ("7.35"), answered as a string so no digit is lost.
+LabelCost = Annotated[
+    Decimal,
+    Field(ge=0, le=100_000, decimal_places=4, allow_inf_nan=False),
+    AfterValidator(_plain_decimal),
+]
+
+
 class ShipmentRecord(BaseModel):
     """One label the warehouse printed (``PUT /v1/shipments/{shipment_id}``)."""
 
@@ -179,10 +200,30 @@ class ShipmentRecord(BaseModel):
     aliases: list[Ident] = Field(default_factory=list, max_length=20)
     #: The label was voided in our system.
     voided: bool = False
+    #: Set by tracksvc when a warehouse key voids the label (``POST .../void``): when, and who
+    #: (the key's role and a one-way id of the key, never the key).
+    voided_at: datetime | None = None
+    voided_by: str | None = Field(default=None, max_length=64)
     #: Set by tracksvc when a carrier first scanned the parcel.
     first_scan_at: datetime | None = None
+    #: What the label cost (optional): a non-negative decimal, at most 4 decimal places,
+    #: in ``label_cost_currency`` (ISO 4217, ``USD`` when not given).
+    label_cost: LabelCost | None = None
+    label_cost_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
-    _aware_times = field_validator("label_created_at", "first_scan_at")(_aware)
+    _aware_times = field_validator("label_created_at", "first_scan_at", "voided_at")(_aware)
+
+    @field_validator("label_cost_currency", mode="before")
+    @classmethod
+    def _currency_upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cost_has_a_currency(self) -> ShipmentRecord:
+        # The carriers here bill in US dollars: a cost without a currency is USD.
+        if self.label_cost is not None and self.label_cost_currency is None:
+            self.label_cost_currency = DEFAULT_COST_CURRENCY
+        return self
 
     @field_validator("order_number")
     @classmethod

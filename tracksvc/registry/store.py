@@ -8,6 +8,7 @@ works on Redis Cluster; the braces are hash tags)::
 
     tracksvc:shipment:{s:<shipment_id>}          JSON ShipmentRecord
     tracksvc:shipment:{s:<shipment_id>}:checked  when a carrier last answered about it (epoch s)
+    tracksvc:shipment:{s:<shipment_id>}:voided   the first void of its label: who, when (JSON)
     tracksvc:order:{o:<order_number>}            JSON OrderRecord
     tracksvc:order:{o:<order_number>}:shipments  SET of shipment ids
     tracksvc:ref:{r:<reference>}                 HASH kind -> id: what a reference names
@@ -15,6 +16,7 @@ works on Redis Cluster; the braces are hash tags)::
     tracksvc:labels:unscanned:<origin>           the same, per warehouse or store
     tracksvc:labels:unchecked                    ZSET shipment id -> label time: labels on the
                                                  list no carrier answered about yet
+    tracksvc:labels:origins                      SET of origins that ever had a listed label
     tracksvc:refresh:due                         ZSET shipment id -> when the refresher looks next
                                                  (epoch s); registered shipments still worth
                                                  polling (tracksvc.freshness.refresher drops finished ones)
@@ -56,17 +58,25 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
+from tracksvc.core.errors import (
+    IdentifierConflict,
+    InvalidReference,
+    LabelPickedUp,
+    RegistryUnavailable,
+    ValidationFailed,
+)
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
 from tracksvc.core.redis_keys import (
     CHECKED_SUFFIX,
     ORDER_KEY_PREFIX,
+    ORIGINS,
     REF_KEY_PREFIX,
     REFRESH_DUE,
     SHIPMENT_KEY_PREFIX,
     UNCHECKED,
     UNSCANNED,
+    VOIDED_SUFFIX,
 )
 from tracksvc.domain import changes, references
 from tracksvc.domain.records import STORED, Direction, OrderRecord, ShipmentRecord
@@ -80,6 +90,11 @@ def shipment_key(shipment_id: str) -> str:
 def checked_key(shipment_id: str) -> str:
     """When a carrier last answered about a shipment (same slot as its record)."""
     return f"{shipment_key(shipment_id)}{CHECKED_SUFFIX}"
+
+
+def voided_key(shipment_id: str) -> str:
+    """Who voided a shipment's label and when (same slot as its record)."""
+    return f"{shipment_key(shipment_id)}{VOIDED_SUFFIX}"
 
 
 def on_warehouse_list(record: ShipmentRecord) -> bool:
@@ -287,6 +302,8 @@ class _WriteBatch:
         self.left_orders: set[str] = set()
         #: What this batch changes, for every replica's kept answers (:mod:`tracksvc.domain.changes`).
         self.tags: set[str] = set()
+        #: Origins of the listed labels of this batch (the warehouse chart's rows).
+        self.origins: set[str] = set()
 
     def add_shipment(self, record: ShipmentRecord, previous: ShipmentRecord | None) -> None:
         """
@@ -330,6 +347,8 @@ class _WriteBatch:
         index.setdefault(unscanned_key(), {})[sid] = label_ts
         if record.origin:
             index.setdefault(unscanned_key(record.origin), {})[sid] = label_ts
+            if listed:
+                self.origins.add(record.origin)
         # A new label, or a new number, has not been asked about: its check time goes.
         renumbered = previous is not None and (
             (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
@@ -365,6 +384,8 @@ class _WriteBatch:
         commands = self.rows
         for key, members in self.index.items():
             _queue_zset(commands, key, members, nx=False)
+        if self.origins:
+            commands.append(("SADD", ORIGINS, *sorted(self.origins)))
         for nx in (False, True):
             due = {sid: at for sid, (at, only_new) in self.due.items() if only_new is nx}
             _queue_zset(commands, REFRESH_DUE, due, nx=nx)
@@ -519,6 +540,30 @@ def _order_conflict(
     return None
 
 
+def _keep_void(record: ShipmentRecord, previous: ShipmentRecord | None) -> ShipmentRecord:
+    """
+    A warehouse's void of a label stays when the order system sends the same label again.
+
+    A new number (carrier or tracking number changed) is a new label: the void does not carry.
+    """
+    if (
+        previous is None or previous.voided_at is None or record.voided_at is not None
+        or (previous.carrier, previous.tracking_number) != (record.carrier, record.tracking_number)
+    ):
+        return record
+    return record.model_copy(update={
+        "voided": True, "voided_at": previous.voided_at, "voided_by": previous.voided_by,
+    })
+
+
+@dataclass(frozen=True)
+class VoidOutcome:
+    """What ``void_label`` did: the record as stored, and whether this call voided it."""
+
+    record: ShipmentRecord
+    newly_voided: bool
+
+
 class Registry:
     """Shipments, orders and references in Redis."""
 
@@ -609,6 +654,7 @@ class Registry:
             previous = latest.get(sid)
             if previous is not None and previous.first_scan_at and not record.first_scan_at:
                 record = record.model_copy(update={"first_scan_at": previous.first_scan_at})
+            record = _keep_void(record, previous)
             batch.add_shipment(record, previous)
             latest[sid] = record
             for _, _, field_keys in claim:
@@ -822,6 +868,51 @@ class Registry:
         self._checked[memo] = at
         return True
 
+    async def void_label(self, shipment_id: str, *, by: str, at: datetime) -> VoidOutcome | None:
+        """
+        Mark a shipment's label voided, with who and when; idempotent.
+
+        The first void of a label wins (``SET NX`` on its audit key, same slot as the
+        record): a second call, or two at once, store and answer the same who and when.
+        The label leaves the warehouse list and the labels to void (both read the
+        unscanned index it is removed from) and is no longer polled. A label voided
+        by the order system (``voided`` without ``voided_at``) is answered as it is.
+
+        Returns:
+            None when no such shipment is registered.
+
+        Raises:
+            LabelPickedUp: a carrier scanned the parcel (it is not voided).
+            RegistryUnavailable: Redis failed (the void may be partly written: call again).
+        """
+        record = await self.get_shipment(shipment_id)
+        if record is None:
+            return None
+        if record.voided:
+            return VoidOutcome(record, newly_voided=False)
+        if record.first_scan_at is not None:
+            raise LabelPickedUp(
+                f"{record.carrier.value.upper()} scanned this parcel at "
+                f"{record.first_scan_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: it is on its way "
+                "and its label can no longer be voided",
+            )
+        key = voided_key(shipment_id)
+        ours = {"tracking_number": record.tracking_number, "at": at.astimezone(UTC).isoformat(), "by": by}
+        written, stored = await self._write([("SET", key, orjson.dumps(ours), "NX"), ("GET", key)])
+        newly = written is not None
+        audit = _audit(stored)
+        if audit is None or audit.get("tracking_number") != record.tracking_number:
+            # An audit of an earlier label under this shipment id (renumbered since): ours replaces it.
+            await self._write([("SET", key, orjson.dumps(ours))])
+            audit, newly = ours, True
+        voided = record.model_copy(update={
+            "voided": True,
+            "voided_at": datetime.fromisoformat(str(audit["at"])),
+            "voided_by": str(audit["by"]),
+        })
+        await self.put_shipments([voided], previous={shipment_id: record})
+        return VoidOutcome(voided, newly_voided=newly)
+
     # -- reads -------------------------------------------------------------
 
     async def get_shipment(self, shipment_id: str) -> ShipmentRecord | None:
@@ -969,7 +1060,46 @@ class Registry:
         list since the index was read (scanned, voided, a return) is left out.
         """
         page, next_cursor = await self._unscanned_page(before_ts, origin, limit, cursor)
-        ids = [sid for sid, _ in page]
+        return await self._with_checked([sid for sid, _ in page]), next_cursor
+
+    async def unscanned_between(
+        self, *, low_ts: float, high_ts: float, origin: str | None = None, limit: int
+    ) -> tuple[list[StalledLabel], bool]:
+        """
+        Listed labels printed between two times (inclusive), oldest first, at most ``limit``.
+
+        Returns:
+            The labels with their check times, and whether more were left out.
+        """
+        page = await self._zrange(unscanned_key(origin), low_ts, high_ts, limit + 1)
+        labels = await self._with_checked([sid for sid, _ in page[:limit]])
+        return labels, len(page) > limit
+
+    async def unscanned_counts(self, bounds: Sequence[tuple[float, float]]) -> dict[str | None, list[int]]:
+        """
+        How many listed labels were printed in each time range (``(low, high]``), per origin.
+
+        One ZCOUNT per origin and range, each on one key. Origins come from the set every
+        write of a listed label adds to; ``None`` counts the labels of no origin (the whole
+        index less the origins'), so the counts always add up to the whole list.
+        """
+        try:
+            members = await self.redis.smembers(ORIGINS)
+        except (RedisError, OSError) as exc:
+            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        origins: list[str | None] = [None, *sorted(_text(m) for m in members)]
+        replies = await self._write([
+            ("ZCOUNT", unscanned_key(origin), f"({score(low)}", score(high))
+            for origin in origins for low, high in bounds
+        ])
+        width = len(bounds)
+        counts = {o: [int(c) for c in replies[i * width:(i + 1) * width]] for i, o in enumerate(origins)}
+        whole = counts.pop(None)
+        rest = [total - sum(c[i] for c in counts.values()) for i, total in enumerate(whole)]
+        return {**counts, None: [max(0, n) for n in rest]}
+
+    async def _with_checked(self, ids: list[str]) -> list[StalledLabel]:
+        """Records and check times of listed labels in one round trip; labels off the list are left out."""
         try:
             replies = await send_all(
                 self.redis,
@@ -984,7 +1114,7 @@ class Registry:
                 continue
             at = None if checked is None else datetime.fromtimestamp(float(_text(checked)), tz=UTC)
             rows.append(StalledLabel(record, at))
-        return rows, next_cursor
+        return rows
 
     async def _unscanned_page(
         self, before_ts: float, origin: str | None, limit: int, cursor: str | None
@@ -1097,6 +1227,19 @@ class Registry:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _audit(raw: object) -> dict[str, Any] | None:
+    """A stored void audit (JSON object), or None when missing or unreadable."""
+    if raw is None:
+        return None
+    try:
+        loaded = orjson.loads(raw if isinstance(raw, bytes | str) else str(raw))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(loaded, dict) or not all(name in loaded for name in ("at", "by")):
+        return None
+    return loaded
 
 
 @functools.lru_cache(maxsize=16384)  # a write batch asks for the same keys several times

@@ -162,7 +162,7 @@ def shipment_view(
             delivered_at=result.delivered_at,
         )
     if record is not None and record.voided:
-        view = view.model_copy(update={"status": TrackingStatus.cancelled})
+        view = view.model_copy(update=voided_facts(record))
     view.flags.extend(shipment_flags(ShipmentFacts(
         status=view.status,
         now=now,
@@ -171,6 +171,21 @@ def shipment_view(
         promised=promised,
     )))
     return view
+
+
+def voided_facts(record: ShipmentRecord) -> dict[str, object]:
+    """
+    A label voided in our system is ``cancelled``; voided by the warehouse (``POST .../void``),
+    it says so and since when, never the carrier's "label created" words beside it.
+    """
+    if record.voided_at is None:
+        return {"status": TrackingStatus.cancelled}
+    when = record.voided_at.astimezone(UTC)
+    return {
+        "status": TrackingStatus.cancelled,
+        "status_detail": f"Label voided by the warehouse on {when:%Y-%m-%d %H:%M} UTC",
+        "status_since": when,
+    }
 
 
 def promise_deadline(value: date | None, zone: tzinfo) -> datetime | None:

@@ -25,6 +25,7 @@ from tracksvc.core.errors import (
     RequestError,
     ValidationFailed,
 )
+from tracksvc.domain import references
 from tracksvc.domain.records import BUSINESS_TIMEZONE, OrderRecord, ShipmentRecord
 from tracksvc.domain.safe_csv import write_csv
 from tracksvc.economy.callers import acting_as, ad_hoc
@@ -241,7 +242,7 @@ async def import_shipments(request: web.Request) -> web.Response:
     return json_response(report.as_dict())
 
 
-def _query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -256,13 +257,17 @@ def _query_number(request: web.Request, name: str, default: float, low: float, h
 
 @requires("warehouse")
 async def stalled_labels(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/labels/stalled``: labels never scanned, past the grace period, oldest first."""
+    """
+    ``GET /v1/labels/stalled``: labels never picked up (never scanned), past the grace period, oldest first.
+
+    ("Stalled" in the path is historical: the status ``stalled`` means in transit without a scan.)
+    """
     settings = request.app[settings_key]
-    older_than_h = _query_number(
+    older_than_h = query_number(
         request, "older_than_hours", settings.tender_grace_hours, 0, 24 * 3650
     )
     wants_csv = "text/csv" in request.headers.get("Accept", "")
-    limit = int(_query_number(request, "limit", 100_000 if wants_csv else 100, 1,
+    limit = int(query_number(request, "limit", 100_000 if wants_csv else 100, 1,
                               100_000 if wants_csv else 1000))
     origin = request.query.get("origin") or None
     now = time.time()
@@ -286,6 +291,7 @@ def stalled_row(label: StalledLabel, now: float) -> dict[str, Any]:
         "order_number": record.order_number,
         "carrier": record.carrier.value,
         "tracking_number": record.tracking_number,
+        "tracking_url": references.tracking_url(record.carrier, record.tracking_number),
         "origin": record.origin,
         "label_created_at": record.label_created_at.astimezone(UTC).isoformat(),
         "hours_since_label": round((now - record.label_created_at.timestamp()) / 3600, 1),
@@ -304,7 +310,7 @@ def stalled_csv(rows: list[dict[str, Any]], next_cursor: str | None) -> web.Resp
     write_csv(out, STALLED_CSV_COLUMNS, stalled_csv_rows(rows))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
-    response.headers["Content-Disposition"] = f'attachment; filename="stalled-labels-{stamp}.csv"'
+    response.headers["Content-Disposition"] = f'attachment; filename="never-picked-up-labels-{stamp}.csv"'
     if next_cursor:
         response.headers["X-Next-Cursor"] = next_cursor
     return response

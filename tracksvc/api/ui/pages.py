@@ -35,6 +35,7 @@ ASSETS = {
     "common.js": "text/javascript",
     "sidebar.js": "text/javascript",
     "warehouse.js": "text/javascript",
+    "warehouse.css": "text/css",
 }
 
 #: The page policy but for frame-ancestors: same-origin scripts, styles and API calls only.
@@ -43,9 +44,11 @@ BASE_CSP = (
     "img-src 'self' data:; base-uri 'none'; form-action 'none'"
 )
 
-#: Markers in the HTML files: the postMessage allow-list, the warehouse refresh interval.
+#: Markers in the HTML files: the postMessage allow-list, the warehouse refresh interval,
+#: the business time zone the warehouse page shows times in.
 KEY_ORIGINS_MARKER = "{{key_origins}}"
 REFRESH_MARKER = "{{refresh_s}}"
+TIMEZONE_MARKER = "{{timezone}}"
 
 
 def check_frame_ancestors(value: str) -> str:
@@ -102,10 +105,11 @@ def _static(name: str) -> bytes:
 
 
 def render_page(name: str, settings: Settings) -> bytes:
-    """A page's HTML with its settings in data attributes (allow-list, refresh interval); never a key."""
+    """A page's HTML with its settings in data attributes (allow-list, refresh, time zone); never a key."""
     text = _static(PAGES[name]).decode()
     origins = html.escape(" ".join(key_origins(settings)), quote=True)
     text = text.replace(KEY_ORIGINS_MARKER, origins).replace(REFRESH_MARKER, str(settings.ui_refresh_s))
+    text = text.replace(TIMEZONE_MARKER, html.escape(settings.business_timezone.strip(), quote=True))
     return text.encode()
 
 
