@@ -125,10 +125,7 @@ async def import_file(
     """Import one open file into the registry, with a progress bar on stderr."""
     total = count_lines(handle)
     client = redis_client(redis_url)
-    # disable=None: a bar only when stderr is a terminal (no carriage returns in a log file).
-    bar = tqdm(
-        total=total, unit=" lines", file=sys.stderr, disable=None if show_progress else True, mininterval=0.5
-    )
+    bar = tqdm(total=total, unit=" lines", file=sys.stderr, disable=not show_progress, mininterval=0.5)
     try:
         return await import_lines(
             _lines(handle), fmt, Registry(client), progress=lambda done: bar.update(done - bar.n)
@@ -170,10 +167,10 @@ def run_import(args: argparse.Namespace) -> int:
     except ValidationFailed as exc:
         return fail(f"{args.file.name} was not imported: {_sentence(exc.message)}")
     except ImportInterrupted as exc:
+        if exc.committed_rows == 0 and exc.rejected_rows == 0:
+            return fail(redis_unreachable(settings, f"so {args.file.name} was not imported"))
         return fail(
-            f"{args.file.name}: the import stopped after {exc.committed_rows} committed rows; "
-            f"{redis_unreachable(settings)} Then send the file again from line {exc.resume_line} "
-            f"(with the CSV header): rows are idempotent.\n"
+            f"{args.file.name}: {_sentence(exc.message)}\n"
             f"committed_rows={exc.committed_rows} resume_from_line={exc.resume_line}"
         )
     except RegistryUnavailable:

@@ -30,10 +30,10 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """\
 exit codes (every command):
   0    done; track: the carrier (or the registry) gave the status
-  1    a definite no; track: nothing found under the reference; import: rows refused
+  1    a definite no; track: nothing under that reference; import: rows refused
   2    could not do it or could not find out: bad arguments or file, a setting
        missing, Redis or a carrier could not be asked, the port is taken
-  130  stopped by Ctrl-C (serve, sandbox, demo and refresher exit 0 when stopped)
+  130  stopped by Ctrl-C (serve, sandbox, demo, refresher: 0 when stopped)
 """
 
 
