@@ -171,7 +171,8 @@ async def test_track_exit_codes_and_what_it_says(cli_env: redis.Redis, sandbox: 
         for text in said:
             assert text in err, (case, err)
         if lines:
-            assert lines[0].startswith("tracksvc: ") and lines[0].endswith("."), (case, err)
+            assert lines[0].startswith("tracksvc: "), (case, err)
+            assert lines[0].endswith("."), (case, err)
 
     check("carrier number", 0, "not_tendered")
     check("registered order", 0, "not_tendered")
@@ -307,7 +308,8 @@ def test_console_logs_are_coloured_on_a_terminal_only() -> None:
     """The same console log line: ANSI colours on a terminal, none in a pipe or a file."""
     on_terminal = _stderr_of(stderr_is_terminal=True)
     piped = _stderr_of(stderr_is_terminal=False)
-    assert "colour_check" in on_terminal and ANSI.search(on_terminal)
+    assert "colour_check" in on_terminal
+    assert ANSI.search(on_terminal), on_terminal
     assert "colour_check" in piped
     assert not ANSI.search(piped), piped
 

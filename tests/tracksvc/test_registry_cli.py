@@ -270,4 +270,6 @@ def test_stalled_with_nothing_waiting_says_so(
     seed_labels()
     code, out, _ = run(capsys, "stalled", "--origin", "DAL1", "--older-than-hours", "1000")
     assert code == 0
-    assert out == "No label from origin DAL1 printed more than 1000 hours ago is waiting for a carrier scan.\n"
+    assert out == (
+        "No label from origin DAL1 printed more than 1000 hours ago is waiting for a carrier scan.\n"
+    )
