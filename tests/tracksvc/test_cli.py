@@ -119,6 +119,28 @@ def test_the_top_level_help_is_plain_text_with_the_exit_codes() -> None:
     assert all(len(line) <= 80 for line in done.stdout.splitlines()), done.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stalled", "--limit", "x"], "tracksvc stalled: Argument --limit: invalid int value: 'x'. "
+         "See tracksvc stalled --help."),
+        (["serve", "--workers", "0"], "tracksvc serve: Argument --workers: must be at least 1. "
+         "See tracksvc serve --help."),
+        ([], "tracksvc: The following arguments are required: COMMAND. See tracksvc --help."),
+    ],
+)
+def test_bad_arguments_are_a_sentence_pointing_at_help_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """argparse's complaints, as whole sentences after the usage line."""
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tracksvc")
+    assert err.endswith(said + "\n")
+
+
 # -- track: exit codes and the one line --------------------------------------
 
 

@@ -13,6 +13,7 @@ import asyncio
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
@@ -26,6 +27,7 @@ from tracksvc.cli.say import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TROUBLE,
     fail,
     redis_unreachable,
 )
@@ -50,6 +52,15 @@ DESCRIPTION = textwrap.fill(
 SANDBOX_PORT = 8090
 #: Where the demo's service listens by default.
 DEMO_PORT = 8080
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaints as whole sentences that point at ``--help`` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        text = message[:1].upper() + message[1:]
+        self.exit(EXIT_TROUBLE, f"{self.prog}: {text.rstrip('.')}. See {self.prog} --help.\n")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,7 +119,7 @@ def _refresher(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tracksvc`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tracksvc", description=DESCRIPTION, epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -125,7 +125,7 @@ async def run_demo(service_socket: socket.socket, sandbox_socket: socket.socket)
         await check_seeded_labels(app[refresher_key], stories)
         print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories, cli_exports(settings))
         await stop.wait()
-        print("\nstopping: service, sandbox, redis", flush=True)
+        print("\nStopping the service, the carrier sandbox and redis.", flush=True)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()

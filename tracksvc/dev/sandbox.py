@@ -20,5 +20,8 @@ def run_sandbox(sock: socket.socket, *, latency_ms: float) -> None:
     """
     host, port = sock.getsockname()[:2]
     state = SandboxState(latency_s=latency_ms / 1000)
-    print(f"carrier sandbox on http://{host}:{port} (UPS, FedEx, USPS)", flush=True)
+    print(
+        f"The carrier sandbox (UPS, FedEx, USPS) listens on http://{host}:{port}; Ctrl-C stops it.",
+        flush=True,
+    )
     web.run_app(create_sandbox_app(state), sock=sock, print=None)
