@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -23,6 +24,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from carriers.models import Carrier
 from carriers.sandbox.scenarios import by_name, ups_number
 from tests.conftest import Sandbox
 from tests.tracksvc.registry_helpers import hours_ago
@@ -213,6 +215,31 @@ async def test_track_exit_codes_and_what_it_says(cli_env: redis.Redis, sandbox: 
         "so registered orders and shipments could not be looked up",
     )
     check("empty reference", 2, None, "The reference is empty.")
+
+
+async def test_track_with_the_carriers_last_answer_exits_0_and_says_so(
+    cli_env: redis.Redis, sandbox: Sandbox
+) -> None:
+    """The carrier fails but its earlier answer is kept: that status counts (0), and the line says its age."""
+    env = clean_env(
+        TRACKSVC_REDIS_URL=os.environ["TRACKSVC_REDIS_URL"], **carriers_at(sandbox.url),
+        TRACKSVC_CACHE_TTL_ACTIVE_S="0", TRACKSVC_CACHE_HARD_TTL_ACTIVE_S="0",
+        TRACKSVC_CARRIER_RETRY_ATTEMPTS="1",
+    )
+    number = SCENARIOS["ups-in-transit"].number
+    code, out, err = await tracksvc("track", number, env=env)
+    assert (code, err) == (0, "")
+    first = orjson.loads(out)["shipments"][0]
+    sandbox.state.queue_fault(Carrier.ups, "malformed", 1)
+    code, out, err = await tracksvc("track", number, env=env)
+    assert code == 0, err
+    kept = orjson.loads(out)["shipments"][0]
+    assert (kept["status"], kept["freshness"]) == ("in_transit", "stale")
+    when = datetime.fromisoformat(first["as_of"]).strftime("%Y-%m-%d %H:%M")
+    assert err == (
+        "tracksvc: UPS could not be asked just now, so the status shown is its last answer from "
+        f"{when} UTC. Run with --verbose for the details.\n"
+    )
 
 
 async def test_track_verbose_shows_the_log_lines(cli_env: redis.Redis, sandbox: Sandbox) -> None:
