@@ -63,8 +63,11 @@ def run_track(args: argparse.Namespace) -> int:
     configure_logging(settings.model_copy(update={"log_level": level}), cache_loggers=False)
     try:
         view = asyncio.run(track_once(settings, args.reference))
-    except RequestError as exc:
-        _print_json({"error": {"code": exc.code, "message": exc.message}})
+    except RequestError as exc:  # the HTTP route's error body, details (e.g. near matches) included
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.details is not None:
+            error["details"] = exc.details
+        _print_json({"error": error})
         if isinstance(exc, ReferenceNotFound):
             return EXIT_NO
         say(_sentence(exc.message))
