@@ -250,7 +250,7 @@ async def test_a_redis_stall_mid_import_answers_503_with_the_committed_rows(
 def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    """tracksvc import: Redis stalls part-way; exit 3 with committed_rows and the line to resume from."""
+    """tracksvc import: Redis stalls part-way; exit 2 with committed_rows and the line to resume from."""
     path = tmp_path / "labels.ndjson"
     path.write_bytes(ndjson(*(row(i) for i in range(30 * BATCH_ROWS))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
@@ -274,7 +274,7 @@ def test_the_cli_says_how_many_rows_were_committed_when_redis_stalls(
             process.kill()
             process.wait()
     text = err.decode()
-    assert process.returncode == 3, (out, text)
+    assert process.returncode == 2, (out, text)
     committed = int(text.split("committed_rows=")[1].split()[0])
     assert committed >= BATCH_ROWS
     assert committed % BATCH_ROWS == 0

@@ -9,6 +9,7 @@ import asyncio
 import csv
 import io
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,12 @@ async def test_stalled_csv_page_and_its_cursor(
     table = list(csv.reader(io.StringIO(out)))
     assert tuple(table[0]) == STALLED_CSV_COLUMNS
     assert [row[0] for row in table[1:]] == ["cli-5", "cli-4", "cli-3", "cli-2"]
-    assert err.startswith("more labels: tracksvc stalled --cursor ")
+    next_page = "tracksvc: More labels follow; the next page is: tracksvc stalled --limit 4 --csv --cursor "
+    assert err.startswith(next_page)
+    command = shlex.split(err.split("the next page is: ")[1])  # what a person would paste
+    code, out, _ = await tracksvc(redis_server.url, *command[1:])
+    assert code == 0
+    assert [row[0] for row in list(csv.reader(io.StringIO(out)))[1:]] == ["cli-1", "cli-0"]
 
 
 # -- in-process: the same main(), no interpreter start per case ----------------
@@ -185,18 +191,19 @@ def test_import_format_flag_overrides_the_extension(
 def test_import_of_a_missing_file_or_unreachable_redis_says_so(
     tmp_path: Path, cli_env: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file that is not there is exit 2; Redis not answering is exit 3; both say why on stderr."""
+    """A file that is not there and Redis not answering are exit 2; both say why, naming the setting."""
     code, _, err = run(capsys, "import", str(tmp_path / "nope.csv"))
     assert code == 2
-    assert "cannot read" in err
+    assert "Cannot read" in err
     path = write_ndjson(tmp_path / "labels.ndjson", rows(1))
     monkeypatch.setenv("TRACKSVC_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     code, _, err = run(capsys, "import", "--no-progress", str(path))
-    assert code == 3
+    assert code == 2
     assert "not reachable" in err
+    assert "labels.ndjson was not imported: check TRACKSVC_REDIS_URL." in err
     code, _, err = run(capsys, "stalled")
-    assert code == 3
-    assert "not reachable" in err
+    assert code == 2
+    assert "so the list could not be read: check TRACKSVC_REDIS_URL." in err
 
 
 @pytest.mark.parametrize(
@@ -250,7 +257,19 @@ def test_stalled_bad_arguments_exit_2(
 def test_stalled_with_nothing_waiting_says_so(
     cli_env: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An empty list is a sentence, not an empty table."""
+    """An empty list is a sentence, not an empty table; an origin no unscanned label names says so."""
+    code, out, _ = run(capsys, "stalled")
+    assert code == 0
+    assert out == "No label printed more than 48 hours ago is waiting for a carrier scan.\n"
     code, out, _ = run(capsys, "stalled", "--origin", "DAL9")
     assert code == 0
-    assert out == "No labels at DAL9 printed more than 48 h ago wait for a carrier scan.\n"
+    assert out == (
+        "No label from origin DAL9 is waiting for a carrier scan, whatever its age: no unscanned "
+        "label names that origin, so check its spelling (origins match exactly).\n"
+    )
+    seed_labels()
+    code, out, _ = run(capsys, "stalled", "--origin", "DAL1", "--older-than-hours", "1000")
+    assert code == 0
+    assert out == (
+        "No label from origin DAL1 printed more than 1000 hours ago is waiting for a carrier scan.\n"
+    )

@@ -193,7 +193,7 @@ async def test_a_dead_worker_stops_the_others_and_fails(
     first, second = _children(process.pid)
     os.kill(first, signal.SIGKILL)
     await _wait_exit(process, 15)
-    assert process.returncode == 1
+    assert process.returncode == 2
     await _wait_exit(second, 1)
 
 

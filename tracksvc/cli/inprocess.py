@@ -10,21 +10,24 @@ from aiohttp import web
 
 from tracksvc.api.keys import notifier_key, refresher_key, service_key
 from tracksvc.app import create_app
-from tracksvc.core.errors import RequestError
 from tracksvc.core.settings import Settings
+from tracksvc.domain.views import TrackView
 
 
-async def track_once(settings: Settings, reference: str) -> dict[str, Any]:
-    """The agent view of ``reference`` as a dict, or ``{"error": ...}``."""
+async def track_once(settings: Settings, reference: str) -> TrackView:
+    """
+    The agent view of ``reference``, from an app started for this one lookup.
+
+    Raises:
+        RequestError: the reference is invalid or not found (the HTTP route's 4xx).
+        RegistryUnavailable: Redis could not be read and the reference is no carrier's number.
+    """
     # One lookup and out: no background refresher cycle on the side.
     app = create_app(settings.model_copy(update={"refresher_enabled": False}))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()  # runs the cleanup contexts: Redis, HTTP session, carriers
     try:
-        view = await app[service_key].track(reference)
-        return view.model_dump(mode="json")
-    except RequestError as exc:
-        return {"error": {"code": exc.code, "message": exc.message}}
+        return await app[service_key].track(reference)
     finally:
         await runner.cleanup()
 

@@ -9,8 +9,9 @@ where the single flight, the budgets and the caches already live.
 
 The supervisor (the parent) forwards SIGTERM and SIGINT to every worker, waits for each
 to stop (then kills the ones that do not), and exits non-zero when a worker died on its
-own, after stopping the others. Workers run in their own process group, so a Ctrl-C at
-the terminal reaches them once, through the supervisor.
+own, after stopping the others (exit 2, like every command that could not do its job).
+Workers run in their own process group, so a Ctrl-C at the terminal reaches them once,
+through the supervisor.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import structlog
 from aiohttp import web
 
 from tracksvc.app import create_app
+from tracksvc.cli.listen import CannotListen, listen
+from tracksvc.cli.say import EXIT_OK, EXIT_TROUBLE, fail
 from tracksvc.core.logs import configure_logging
 from tracksvc.core.settings import Settings
 
@@ -37,17 +40,25 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _POLL_S = 0.2
 
 
-def run_worker(host: str, port: int) -> None:
+def run_worker(host: str, port: int) -> int:
     """
     Serve the app in this process on ``host:port``, sharing the port (``SO_REUSEPORT``).
 
     Args:
         host: address to listen on.
         port: port to listen on, the same for every worker.
+
+    Returns:
+        0 when stopped by a signal; 2 when the port could not be bound (said on stderr).
     """
     settings = Settings(host=host, port=port)
+    try:
+        sock = listen(host, port, reuse_port=True)
+    except CannotListen as exc:
+        return fail(str(exc))
     configure_logging(settings)
-    web.run_app(create_app(settings), host=host, port=port, reuse_port=True, print=None)
+    web.run_app(create_app(settings), sock=sock, print=None)
+    return EXIT_OK
 
 
 def _start(host: str, port: int) -> subprocess.Popen[bytes]:
@@ -90,8 +101,13 @@ def run_workers(settings: Settings, count: int, *, stop_timeout_s: float = 10.0)
         stop_timeout_s: how long stopping workers get before they are killed.
 
     Returns:
-        0 when stopped by SIGTERM/SIGINT and every worker exited cleanly, 1 otherwise.
+        0 when stopped by SIGTERM/SIGINT and every worker exited cleanly; 2 when the port
+        cannot be bound (said on stderr, no worker started), a worker died or one had to be killed.
     """
+    try:  # a taken port is one sentence here, not one traceback per worker
+        listen(settings.host, settings.port, reuse_port=True).close()
+    except CannotListen as exc:
+        return fail(str(exc))
     received: list[int] = []
     workers: list[subprocess.Popen[bytes]] = []
     signalled: set[int] = set()
@@ -116,11 +132,11 @@ def run_workers(settings: Settings, count: int, *, stop_timeout_s: float = 10.0)
             log.error("worker_died", pid=died.pid, returncode=died.returncode)
         clean = _stop_all(workers, signalled, stop_timeout_s)
         log.info("workers_stopped", clean=clean, signal=received[0] if received else None)
-        return 0 if clean and died is None else 1
+        return EXIT_OK if clean and died is None else EXIT_TROUBLE
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
 if __name__ == "__main__":  # a worker, started by the supervisor
-    run_worker(sys.argv[1], int(sys.argv[2]))
+    raise SystemExit(run_worker(sys.argv[1], int(sys.argv[2])))

@@ -1,6 +1,8 @@
 """
 structlog configuration: JSON lines (or console on a TTY), request context from
-contextvars, and no secret or customer datum in any line.
+contextvars, and no secret or customer datum in any line. Console lines are
+coloured only when stderr is a terminal: a log written to a file or a pipe holds
+no ANSI escape codes.
 
 Exceptions are rendered without frame locals (a frame may hold an API key or a
 client secret), and one :class:`~tracksvc.redaction.Redactor` runs just before
@@ -55,7 +57,9 @@ def configure_logging(settings: Settings, *, cache_loggers: bool = True) -> None
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     redactor = Redactor.from_settings(settings)
     structlog.configure(

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import signal
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from carriers.models import Carrier
 from carriers.sandbox.app import create_sandbox_app
 from carriers.sandbox.scenarios import CATALOGUE
 from tracksvc.api.keys import refresher_key
@@ -80,8 +83,25 @@ def demo_settings(redis_url: str, sandbox_url: str, keys: DemoKeys, port: int) -
     return Settings.model_validate(values)
 
 
-async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0.1") -> int:
-    """Run the demo until Ctrl-C (SIGINT) or SIGTERM."""
+async def serve_on(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    """Serve ``app`` on a socket already bound and listening; return its runner."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
+
+
+async def run_demo(service_socket: socket.socket, sandbox_socket: socket.socket) -> int:
+    """
+    Run the demo until Ctrl-C (SIGINT) or SIGTERM.
+
+    Args:
+        service_socket: where the service listens (bound by the caller, so a taken port
+            is refused before anything starts).
+        sandbox_socket: where the carrier sandbox listens.
+    """
+    host, port = service_socket.getsockname()[:2]
+    sandbox_port = sandbox_socket.getsockname()[1]
     redis_server: RedisServer | None = None
     redis_url = os.environ.get("TRACKSVC_REDIS_URL")
     if not redis_url:
@@ -94,26 +114,42 @@ async def run_demo(port: int = 8080, sandbox_port: int = 0, host: str = "127.0.0
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        sandbox_runner, sandbox_port = await start_site(create_sandbox_app(), host, sandbox_port)
-        runners.append(sandbox_runner)
+        runners.append(await serve_on(create_sandbox_app(), sandbox_socket))
         sandbox_url = f"http://{host}:{sandbox_port}"
         keys = DemoKeys.mint()
         settings = demo_settings(redis_url, sandbox_url, keys, port)
         configure_logging(settings)
         app = create_app(settings)
-        service_runner, port = await start_site(app, host, port)
-        runners.append(service_runner)
+        runners.append(await serve_on(app, service_socket))
         stories = await seed_demo(redis_url)
         await check_seeded_labels(app[refresher_key], stories)
-        print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories)
+        print_banner(f"http://{host}:{port}", sandbox_url, redis_url, keys, stories, cli_exports(settings))
         await stop.wait()
-        print("\nstopping: service, sandbox, redis", flush=True)
+        print("\nStopping the service, the carrier sandbox and redis.", flush=True)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
         if redis_server is not None:
             redis_server.close()
     return 0
+
+
+def cli_exports(settings: Settings) -> list[str]:
+    """
+    The ``export`` lines that point the ``tracksvc`` CLI at the demo's Redis and carrier sandbox.
+
+    The carrier credentials are the demo's own, good only against its sandbox.
+    """
+    lines = [f"export TRACKSVC_REDIS_URL={shlex.quote(settings.redis_url or '')}"]
+    for carrier in Carrier:
+        config = settings.carrier(carrier)
+        env = f"TRACKSVC_{carrier.value.upper()}"
+        lines.append(
+            f"export {env}_BASE_URL={shlex.quote(config.base_url)} "
+            f"{env}_CLIENT_ID={shlex.quote(config.client_id.get_secret_value())} "
+            f"{env}_CLIENT_SECRET={shlex.quote(config.client_secret.get_secret_value())}"
+        )
+    return lines
 
 
 async def seed_demo(redis_url: str) -> list[Story]:
@@ -140,8 +176,24 @@ async def check_seeded_labels(refresher: Refresher, stories: list[Story]) -> Cyc
 READY_LINE = "Ready. Ctrl-C stops the service, the sandbox and redis."
 
 
+def columns(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    """Rows as lines whose columns line up, each as wide as its widest cell (the last one is not padded)."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    ]
+
+
 def print_banner(
-    service_url: str, sandbox_url: str, redis_url: str, keys: DemoKeys, stories: list[Story]
+    service_url: str,
+    sandbox_url: str,
+    redis_url: str,
+    keys: DemoKeys,
+    stories: list[Story],
+    exports: list[str],
 ) -> None:
     """Tell the person at the terminal what to open, paste and try."""
     lines = [
@@ -154,25 +206,31 @@ def print_banner(
         f"  warehouse list:   {service_url}/ui/warehouse#key={keys.warehouse}",
         "",
         "API keys for this run (send as 'Authorization: Bearer <key>'):",
-        *(f"  {role:<9} {getattr(keys, role)}" for role in keys.__annotations__),
+        *columns([(role, getattr(keys, role)) for role in keys.__annotations__]),
         "",
         "Paste these in the sidebar (the stories tracksvc exists for):",
     ]
+    told: list[tuple[str, ...]] = []
     for story in stories:
         if story.key.startswith("status-"):
             continue
         extra = [f for f in story.expect_flags if f != story.expect_status.value]
         expect = story.expect_status.value + (" + " + ", ".join(extra) if extra else "")
-        lines.append(f"  {story.reference:<24} {expect:<44} {story.title}")
+        told.append((story.reference, expect, story.title))
+    lines += columns(told)
     lines += ["", "One order per status:"]
-    for story in stories:
-        if story.key.startswith("status-"):
-            lines.append(f"  {story.reference:<10} {story.expect_status.value:<22} {story.title}")
+    lines += columns([
+        (story.reference, story.expect_status.value, story.title)
+        for story in stories if story.key.startswith("status-")
+    ])
     lines += ["", f"Unregistered sandbox tracking numbers ({len(CATALOGUE)}) work too, e.g.:"]
-    for scenario in CATALOGUE[:3]:
-        lines.append(f"  {scenario.number:<24} {scenario.expect.value:<22} {scenario.description}")
+    lines += columns([(s.number, s.expect.value, s.description) for s in CATALOGUE[:3]])
     portal = next((s for s in stories if s.key == "ups-17-days"), None)
     lines += [
+        "",
+        "Point the tracksvc command at this demo's Redis and carrier sandbox (paste in another shell):",
+        *(f"  {line}" for line in exports),
+        "  .venv/bin/tracksvc track W2001002",
         "",
         "Try:",
         f"  curl -s -H 'Authorization: Bearer {keys.agent}' {service_url}/v1/track/W2001002",
