@@ -110,7 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _refresher(args: argparse.Namespace) -> int:
     settings = Settings()
-    configure_logging(settings)
+    configure_logging(settings, cache_loggers=not args.once)  # one cycle: nothing cached outlives it
     report = asyncio.run(run_standalone(settings, once=args.once))
     if report is not None:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
