@@ -3,23 +3,33 @@ The background refresher: keeps registered, undelivered shipments fresh, so
 the warehouse list and the order statuses are current without anyone
 looking them up (design.md section 4).
 
-One cycle picks at most ``refresher_batch_size`` shipments, in this order:
+Each replica runs :data:`CYCLES_PER_PERIOD` cycles per refresher period. A
+cycle takes, for each carrier, the refresher's share of its budget accrued
+since the last cycle of any replica (:mod:`tracksvc.freshness.pace`: the
+reserved share of the tighter limit, in calls, shared through Redis), and
+refreshes as many due shipments as those calls cover (FedEx: 30 numbers a
+call, asked together so they go out as one batch), at most
+``refresher_batch_size``, spreading the calls over the cycle. Due shipments
+are taken in this order:
 
-1. labels already past the tender grace period that no carrier has been
-   asked about (the registry's unchecked index, oldest first): they are on
-   the warehouse's stalled list on nobody's word, e.g. right after an import;
+1. labels past the tender grace period no carrier has been asked about (the
+   registry's unchecked index), newest registrations first: they are on the
+   warehouse's stalled list on nobody's word, e.g. right after an import;
 2. label-only labels near the tender grace limit (label age within
    ``refresher_near_grace_hours`` of ``tender_grace_hours``): the ones about
    to enter, or just entered, the warehouse's stalled list;
-3. the other label-only labels, oldest first (2 and 3 from the registry's
+3. other labels never checked, newest registrations first;
+4. the other label-only labels, oldest first (2 and 4 from the registry's
    unscanned index, a range query by label time);
-4. every other registered shipment that is due, most overdue first (the
+5. every other registered shipment that is due, most overdue first (the
    registry's ``tracksvc:refresh:due`` schedule).
 
-Labels take at most three quarters of a batch, so parcels in transit never
-starve behind a backlog of labels. Only shipments that are due are picked.
-Each pick is claimed in Redis (``SET NX PX``, one period), so no two
-replicas refresh the same shipment within one period.
+Labels take at most three quarters of a batch and of each carrier's calls
+while parcels in transit are due, so those never starve behind a backlog of
+labels. Only shipments that are due are picked. Each pick is claimed in
+Redis (``SET NX PX``, one period, in one pipeline), so no two replicas
+refresh the same shipment within one period; calls a replica took and could
+not use (another held the claims) go back to the pace.
 
 A refresh is :meth:`Tracker.refresh` (a lookup that refreshes an answer
 past its soft TTL before answering; the cache, single flight, budgets and
@@ -45,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +73,7 @@ from tracksvc.core.settings import Settings
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.domain.status import AGE_RULES, Clocks, Limits
 from tracksvc.economy.tracker import Freshness, Lookup, Tracker
+from tracksvc.freshness.pace import Pace
 from tracksvc.registry.store import Registry
 from tracksvc.service.lookup import TrackService
 
@@ -87,7 +99,13 @@ STOP_POLLING: frozenset[TrackingStatus] = frozenset(
 LABEL_SHARE = 0.75
 
 #: Candidates read per index and cycle, as a multiple of the batch size.
-SCAN_FACTOR = 4
+SCAN_FACTOR = 2
+
+#: Cycles per refresher period: each takes the share of the budgets accrued since the last.
+CYCLES_PER_PERIOD = 12
+
+#: Part of a cycle its carrier calls are spread over (the rest is slack before the next).
+SPREAD_SHARE = 0.8
 
 #: After a failed lookup, try again after this many periods (at most the revisit interval).
 RETRY_PERIODS = 5
@@ -96,6 +114,21 @@ RETRY_PERIODS = 5
 def claim_key(shipment_id: str) -> str:
     """The claim of one shipment (same hash tag as its record)."""
     return f"{claim_key_prefix}{{s:{shipment_id}}}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A due shipment a cycle considers: its record (None: gone) and whether it is a label."""
+
+    sid: str
+    record: ShipmentRecord | None
+    is_label: bool
+
+    def asks_carrier(self, now: datetime) -> Carrier | None:
+        """The carrier its refresh asks, or None when it is retired without asking."""
+        if self.record is None or retire_before_asking(self.record, now) is not None:
+            return None
+        return self.record.carrier
 
 
 class Retired(StrEnum):
@@ -264,14 +297,22 @@ class Refresher:
         self.lag_gauge = lag_gauge
         self.after_cycle = list(after_cycle)
         self.owner = uuid.uuid4().hex[:12]
+        #: Seconds between two cycles of this replica.
+        self.cycle_s = self.schedule.period_s / CYCLES_PER_PERIOD
+        self.pace = Pace(redis, settings, cycle_s=self.cycle_s)
         #: Lag measured at the end of the last cycle (None before the first).
         self.last_cycle_lag_s: float | None = None
         self.last_report: CycleReport | None = None
         self.cycles = 0
 
-    async def run_cycle(self) -> CycleReport:
+    async def run_cycle(self, spread_s: float = 0.0) -> CycleReport:
         """
-        Refresh the shipments that are due, at most one batch; then run the hooks.
+        Refresh the shipments that are due, as many as this cycle's share of the budgets
+        allows (at most one batch); then run the hooks.
+
+        Args:
+            spread_s: spread the carrier calls evenly over this many seconds (the
+                background loop spreads them over most of a cycle; 0: all at once).
 
         Raises:
             RegistryUnavailable: Redis could not be reached to pick or claim.
@@ -279,8 +320,8 @@ class Refresher:
         started = time.perf_counter()
         now = self.clock()
         report = CycleReport(started_at=now.timestamp())
-        claimed = await self._claim(await self._candidates(now), report)
-        await self._refresh_all(claimed, now, report)
+        picks = await self._pick(now, report)
+        await self._refresh_units(self._units(picks), now, report, spread_s)
         report.lag_s = await self._lag(self.clock())
         report.elapsed_s = time.perf_counter() - started
         self.last_cycle_lag_s = report.lag_s
@@ -306,8 +347,9 @@ class Refresher:
 
     async def refresh_now(self, shipment_ids: Sequence[str]) -> CycleReport:
         """
-        Ask the carriers about these shipments now, whatever their schedule (``tracksvc demo``
-        checks its seeded labels before it says it is ready); they are scheduled as in a cycle.
+        Ask the carriers about these shipments now, whatever their schedule and pace
+        (``tracksvc demo`` checks its seeded labels before it says it is ready); they are
+        scheduled as in a cycle.
 
         Raises:
             RegistryUnavailable: Redis could not be reached to read the shipments.
@@ -315,50 +357,89 @@ class Refresher:
         started = time.perf_counter()
         now = self.clock()
         report = CycleReport(started_at=now.timestamp())
-        await self._refresh_all(list(dict.fromkeys(shipment_ids)), now, report)
+        ids = list(dict.fromkeys(shipment_ids))
+        records = await self.registry.get_shipments(ids)
+        picks = [Pick(sid, record, False) for sid, record in zip(ids, records, strict=True)]
+        await self._refresh_units(self._units(picks), now, report, 0.0)
         report.elapsed_s = time.perf_counter() - started
         return report
 
-    async def _refresh_all(self, shipment_ids: list[str], now: datetime, report: CycleReport) -> None:
-        """Refresh shipments, ``refresher_concurrency`` at a time, each scheduled once refreshed."""
-        records = await self.registry.get_shipments(shipment_ids)
-        semaphore = asyncio.Semaphore(self.concurrency)
+    def _units(self, picks: list[Pick]) -> list[list[Pick]]:
+        """
+        The picks as units of work, in priority order: one shipment each, or for a carrier
+        that takes several numbers per call, up to that many together (one batched call).
+        """
+        units: list[list[Pick]] = []
+        open_unit: dict[Carrier, list[Pick]] = {}
+        for pick in picks:
+            carrier = pick.asks_carrier(self.clock())
+            per_call = self.pace.carriers[carrier].per_call if carrier is not None else 1
+            if per_call <= 1 or carrier is None:
+                units.append([pick])
+                continue
+            unit = open_unit.get(carrier)
+            if unit is None or len(unit) >= per_call:
+                unit = open_unit[carrier] = []
+                units.append(unit)
+            unit.append(pick)
+        return units
 
-        async def refresh(sid: str, record: ShipmentRecord | None) -> None:
+    async def _refresh_units(
+        self, units: list[list[Pick]], now: datetime, report: CycleReport, spread_s: float
+    ) -> None:
+        """
+        Refresh the units, ``refresher_concurrency`` at a time, started evenly over
+        ``spread_s``; each unit's shipments are scheduled (one round trip) once refreshed.
+        """
+        semaphore = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        step = spread_s / len(units) if units else 0.0
+
+        async def refresh(position: int, unit: list[Pick]) -> None:
+            if step > 0:
+                await asyncio.sleep(max(0.0, begin + position * step - loop.time()))
             async with semaphore:
-                due = await self._refresh(sid, record, now, report)
+                dues = await asyncio.gather(*(self._refresh(p.sid, p.record, now, report) for p in unit))
                 # At once, not at the end of the cycle: a cycle longer than its period
                 # must not leave a refreshed shipment looking due once its claim expires.
                 try:
-                    await self.registry.schedule_refresh({sid: due})
-                except RegistryUnavailable as exc:  # it stays due; the next cycle retries
-                    log.warning("refresher_schedule_failed", shipment_id=sid, error=str(exc))
+                    await self.registry.schedule_refresh(
+                        {p.sid: due for p, due in zip(unit, dues, strict=True)}
+                    )
+                except RegistryUnavailable as exc:  # they stay due; the next cycle retries
+                    log.warning("refresher_schedule_failed", shipments=len(unit), error=str(exc))
 
-        await asyncio.gather(*(refresh(sid, rec) for sid, rec in zip(shipment_ids, records, strict=True)))
+        await asyncio.gather(*(refresh(i, unit) for i, unit in enumerate(units)))
 
     async def run(self) -> None:
-        """Run cycles forever, one per period (cancel the task to stop)."""
+        """Run cycles forever, :data:`CYCLES_PER_PERIOD` per period (cancel the task to stop)."""
         while True:
             started = time.monotonic()
             try:
-                await self.run_cycle()
+                await self.run_cycle(spread_s=self.cycle_s * SPREAD_SHARE)
             except RegistryUnavailable as exc:
                 log.warning("refresher_cycle_failed", error=str(exc))
             except Exception:  # keep refreshing whatever one cycle met
                 log.exception("refresher_cycle_failed")
-            await asyncio.sleep(max(0.0, self.schedule.period_s - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, self.cycle_s - (time.monotonic() - started)))
 
     async def _candidates(self, now: datetime) -> list[tuple[str, bool]]:
         """Due shipments in priority order, each with whether it is a label-only label."""
         now_ts = now.timestamp()
         scan = self.batch_size * SCAN_FACTOR
         boundary = now_ts - self.grace_s
-        unchecked = await self.registry.unchecked_ids(float("-inf"), boundary, scan)
+        # 1. On the warehouse's stalled list on nobody's word: newest registrations first.
+        unchecked_past = await self.registry.unchecked_ids(float("-inf"), boundary, scan, newest_first=True)
+        # 2. About to enter, or just entered, the stalled list.
         near = await self.registry.unscanned_ids(
             boundary - self.near_grace_s, min(now_ts, boundary + self.near_grace_s), scan
         )
+        # 3. Every other label never checked, newest registrations first.
+        unchecked = await self.registry.unchecked_ids(boundary, now_ts, scan, newest_first=True)
+        # 4. The other labels, oldest first.
         oldest = await self.registry.unscanned_ids(float("-inf"), now_ts, scan)
-        labels = list(dict.fromkeys([*unchecked, *near, *oldest]))
+        labels = list(dict.fromkeys([*unchecked_past, *near, *unchecked, *oldest]))
         due_times = await self.registry.refresh_due_times(labels)
         # An unscheduled label is not polled: voided, finished or past retention.
         picked = [
@@ -367,43 +448,101 @@ class Refresher:
             if at is not None and at <= now_ts
         ]
         seen = {sid for sid, _ in picked}
+        # 5. Every other shipment due, most overdue first.
         for sid, _ in await self.registry.due_for_refresh(now_ts, scan):
             if sid not in seen:
                 picked.append((sid, False))
                 seen.add(sid)
         return picked
 
-    async def _claim(self, candidates: list[tuple[str, bool]], report: CycleReport) -> list[str]:
-        """Claim candidates in order until a batch is claimed; labels up to their share."""
-        label_cap = max(1, int(self.batch_size * LABEL_SHARE))
+    async def _pick(self, now: datetime, report: CycleReport) -> list[Pick]:
+        """
+        This cycle's shipments: the due candidates, as many of each carrier as its pace
+        grants now, claimed; the calls taken and not used go back to the pace.
+        """
+        candidates = await self._candidates(now)
+        records = await self.registry.get_shipments([sid for sid, _ in candidates])
+        picks = [
+            Pick(sid, record, is_label)
+            for (sid, is_label), record in zip(candidates, records, strict=True)
+        ]
+        wanted: Counter[Carrier] = Counter()
+        for pick in picks:
+            carrier = pick.asks_carrier(now)
+            if carrier is not None:
+                wanted[carrier] += 1
+        granted: dict[Carrier, int | None] = {}
+        for carrier, count in wanted.items():
+            pace = self.pace.carriers[carrier]
+            granted[carrier] = await self.pace.take(carrier, pace.calls_for(min(count, self.batch_size)))
+        room = {
+            carrier: self.batch_size if calls is None else calls * self.pace.carriers[carrier].per_call
+            for carrier, calls in granted.items()
+        }
+        claimed = await self._claim(self._select(picks, room, now), report)
+        used: Counter[Carrier] = Counter()
+        for pick in claimed:
+            carrier = pick.asks_carrier(now)
+            if carrier is not None:
+                used[carrier] += 1
+        for carrier, calls in granted.items():
+            unused = (calls or 0) - self.pace.carriers[carrier].calls_for(used[carrier])
+            if unused > 0:
+                await self.pace.give_back(carrier, unused)
+        return claimed
+
+    def _select(self, picks: list[Pick], room: Mapping[Carrier, int], now: datetime) -> list[Pick]:
+        """
+        The picks that fit: at most a batch, each carrier within its room; labels take at
+        most :data:`LABEL_SHARE` of the batch and of each carrier's room while parcels in
+        transit wait, and the room left over once none do.
+        """
+        left = dict(room)
+        label_room = {carrier: max(1, int(n * LABEL_SHARE)) for carrier, n in room.items()}
+        labels_left = max(1, int(self.batch_size * LABEL_SHARE))
+        chosen: set[int] = set()
+        deferred: list[int] = []
+        for position, pick in enumerate(picks):
+            if len(chosen) >= self.batch_size:
+                break
+            carrier = pick.asks_carrier(now)
+            if carrier is not None and left[carrier] <= 0:
+                continue
+            if pick.is_label and (labels_left <= 0 or (carrier is not None and label_room[carrier] <= 0)):
+                deferred.append(position)
+                continue
+            chosen.add(position)
+            if carrier is not None:
+                left[carrier] -= 1
+            if pick.is_label:
+                labels_left -= 1
+                if carrier is not None:
+                    label_room[carrier] -= 1
+        for position in deferred:  # nothing else wanted the room: labels beyond their share
+            if len(chosen) >= self.batch_size:
+                break
+            carrier = picks[position].asks_carrier(now)
+            if carrier is not None and left[carrier] <= 0:
+                continue
+            chosen.add(position)
+            if carrier is not None:
+                left[carrier] -= 1
+        return [picks[position] for position in sorted(chosen)]
+
+    async def _claim(self, picks: list[Pick], report: CycleReport) -> list[Pick]:
+        """Claim the picks for one period (one round trip); those another replica holds are skipped."""
+        if not picks:
+            return []
         ttl_ms = max(1, int(self.schedule.period_s * 1000))
-        claimed: list[str] = []
-        labels_claimed = 0
-        queue = list(candidates)
         try:
-            while queue and len(claimed) < self.batch_size:
-                chunk: list[tuple[str, bool]] = []
-                labels_in_chunk = 0
-                while queue and len(chunk) < self.batch_size - len(claimed):
-                    sid, is_label = queue.pop(0)
-                    if is_label and labels_claimed + labels_in_chunk >= label_cap:
-                        continue
-                    chunk.append((sid, is_label))
-                    labels_in_chunk += is_label
-                if not chunk:
-                    break
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for sid, _ in chunk:
-                        pipe.set(claim_key(sid), self.owner, nx=True, px=ttl_ms)
-                    won = await pipe.execute()
-                for (sid, is_label), ok in zip(chunk, won, strict=True):
-                    if ok:
-                        claimed.append(sid)
-                        labels_claimed += is_label
-                    else:
-                        report.skipped_claimed += 1
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pick in picks:
+                    pipe.set(claim_key(pick.sid), self.owner, nx=True, px=ttl_ms)
+                won = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        claimed = [pick for pick, ok in zip(picks, won, strict=True) if ok]
+        report.skipped_claimed += len(picks) - len(claimed)
         return claimed
 
     async def _refresh(
