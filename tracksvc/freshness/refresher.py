@@ -399,8 +399,15 @@ class Refresher:
         async def refresh(position: int, unit: list[Pick]) -> None:
             if step > 0:
                 await asyncio.sleep(max(0.0, begin + position * step - loop.time()))
+            carrier = unit[0].asks_carrier(now) if len(unit) > 1 else None
             async with semaphore:
-                dues = await asyncio.gather(*(self._refresh(p.sid, p.record, now, report) for p in unit))
+                if carrier is None:
+                    dues = [await self._refresh(unit[0].sid, unit[0].record, now, report)]
+                else:  # one batched call: the batcher waits for the whole unit
+                    with self.tracker.calls.asking_together(carrier, len(unit)):
+                        dues = await asyncio.gather(
+                            *(self._refresh(p.sid, p.record, now, report) for p in unit)
+                        )
                 # At once, not at the end of the cycle: a cycle longer than its period
                 # must not leave a refreshed shipment looking due once its claim expires.
                 try:
