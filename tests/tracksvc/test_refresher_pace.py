@@ -22,7 +22,13 @@ from tracksvc.core.models import Carrier
 from tracksvc.core.settings import Settings
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.economy.quota import QuotaLimits
-from tracksvc.freshness.pace import calls_per_second, numbers_per_call, pace_key, refresher_share
+from tracksvc.freshness.pace import (
+    BURST_CYCLES,
+    calls_per_second,
+    numbers_per_call,
+    pace_key,
+    refresher_share,
+)
 from tracksvc.freshness.refresher import CYCLES_PER_PERIOD, Refresher
 
 NUMBERS = {Carrier.ups: ups_number, Carrier.fedex: fedex_number, Carrier.usps: usps_number}
@@ -65,13 +71,13 @@ def test_the_refresher_spends_the_reserved_share_of_the_tighter_limit() -> None:
 async def test_one_cycle_takes_one_cycles_share_of_the_budget_fedex_thirty_a_call(
     service_with: Callable[..., Any], sandbox: Sandbox
 ) -> None:
-    """FedEx 4,000/h, half for the refresher, cycles of 5 s: 2 calls, 60 numbers, the rest waits."""
+    """FedEx 4,000/h, half for the refresher, two 5 s cycles at most: 5 calls, 150 numbers, the rest waits."""
     client = await service_with()  # the default budgets
-    await register_many(client, Carrier.fedex, 100)
+    await register_many(client, Carrier.fedex, 200)
     report = await refresher_of(client).run_cycle()
     rate = 0.5 * 4000 / 3600
-    calls = int(rate * 60 / CYCLES_PER_PERIOD)
-    assert calls == 2
+    calls = int(rate * BURST_CYCLES * 60 / CYCLES_PER_PERIOD)
+    assert calls == 5
     assert len(report.refreshed) == calls * 30
     assert sandbox.state.calls["fedex:track"] == calls
     assert sandbox.state.largest_batch["fedex"] == 30
@@ -107,7 +113,7 @@ async def test_the_background_refresher_keeps_to_its_share_of_the_rate(
     await asyncio.sleep(3.0)
     elapsed = time.monotonic() - started
     calls = sandbox.state.calls["ups:track"]
-    # 2 calls/s, plus the first cycle's burst of one call; a loaded machine may lag behind.
+    # 2 calls/s, plus the first take's burst (two cycles: 0.2 s, one call); a loaded machine may lag.
     assert calls <= 2.0 * elapsed + 2
     assert calls >= 2.0 * elapsed * 0.5
     assert sandbox.state.numbers_asked["ups"] == calls  # every call one new shipment
@@ -155,9 +161,9 @@ async def test_two_refreshers_share_one_pace_and_never_poll_a_shipment_twice_in_
     budget = {"ups_quota_per_second": 0.0, "ups_quota_per_hour": 72_000.0}  # refresher: 10 calls/s
     first = await service_with(**budget)
     second = await service_with(**budget)
-    ids = await register_many(first, Carrier.ups, 200)
+    ids = await register_many(first, Carrier.ups, 300)
     a, b = await asyncio.gather(refresher_of(first).run_cycle(), refresher_of(second).run_cycle())
-    share = 10 * 60 / CYCLES_PER_PERIOD  # 50 calls accrue per 5 s cycle
+    share = 10 * BURST_CYCLES * 60 / CYCLES_PER_PERIOD  # 100 calls: two 5 s cycles' worth
     assert not set(a.refreshed) & set(b.refreshed)
     total = len(a.refreshed) + len(b.refreshed)
     assert share <= total <= share + 2

@@ -12,7 +12,7 @@ limits is not paced: only ``TRACKSVC_REFRESHER_BATCH_SIZE`` bounds a cycle.
 
 **Spread.** One GCRA bucket per carrier in Redis holds the refresher's
 calls: every cycle of every replica takes the calls that have accrued since
-the last take, at most one cycle's worth (at least one call), and gives back
+the last take, at most two cycles' worth (at least one call), and gives back
 what it could not use (nothing due, or another replica held the claims). So
 the replicas together never go faster than the share, whoever cycles first
 does the work, and cycles a few seconds apart spread the calls over the
@@ -42,6 +42,10 @@ from tracksvc.economy.quota import QuotaLimits
 
 #: Numbers per carrier call the refresher counts on when asking in batches (FedEx: 30).
 BATCH_NUMBERS: Mapping[Carrier, int] = {Carrier.ups: 1, Carrier.fedex: 30, Carrier.usps: 1}
+
+#: A take holds at most this many cycles' calls: a cycle that ran late (a slow carrier, a
+#: busy replica) is made up by the next, yet a backlog never spends a period's worth at once.
+BURST_CYCLES = 2
 
 # KEYS: the bucket. ARGV: ms per call, burst ms, calls wanted. Redis's clock. Returns the calls
 # taken now (0 to wanted): the calls accrued, at most a burst's worth.
@@ -127,6 +131,16 @@ class Pace:
         self._take = redis.register_script(_TAKE_SCRIPT)
         self._give_back = redis.register_script(_GIVE_BACK_SCRIPT)
 
+    def most_per_cycle(self, batch_size: int) -> int:
+        """The most shipments one cycle can be granted, all carriers together (at most a batch)."""
+        most = 0
+        for pace in self.carriers.values():
+            if pace.rate is None:
+                return batch_size
+            calls = max(1, math.ceil(BURST_CYCLES * self.cycle_s * pace.rate))
+            most += calls * pace.per_call
+        return min(batch_size, most)
+
     async def take(self, carrier: Carrier, calls: int) -> int | None:
         """
         Up to ``calls`` refresher calls to ``carrier`` allowed now (None: no limit applies).
@@ -140,7 +154,7 @@ class Pace:
         if calls <= 0:
             return 0
         interval_ms = 1000 / pace.rate
-        burst_ms = max(self.cycle_s * 1000, interval_ms)
+        burst_ms = max(BURST_CYCLES * self.cycle_s * 1000, interval_ms)
         try:
             taken = await self._take(keys=[pace_key(carrier)], args=[interval_ms, burst_ms, calls])
         except (RedisError, OSError) as exc:

@@ -98,8 +98,8 @@ STOP_POLLING: frozenset[TrackingStatus] = frozenset(
 #: Share of a batch label-only labels may take (the rest is kept for active parcels).
 LABEL_SHARE = 0.75
 
-#: Candidates read per index and cycle, as a multiple of the batch size.
-SCAN_FACTOR = 2
+#: Candidates read per index and cycle, as a multiple of the most a cycle may refresh.
+SCAN_FACTOR = 3
 
 #: Cycles per refresher period: each takes the share of the budgets accrued since the last.
 CYCLES_PER_PERIOD = 12
@@ -434,7 +434,7 @@ class Refresher:
     async def _candidates(self, now: datetime) -> list[tuple[str, bool]]:
         """Due shipments in priority order, each with whether it is a label-only label."""
         now_ts = now.timestamp()
-        scan = self.batch_size * SCAN_FACTOR
+        scan = self.pace.most_per_cycle(self.batch_size) * SCAN_FACTOR
         boundary = now_ts - self.grace_s
         # 1. On the warehouse's stalled list on nobody's word: newest registrations first.
         unchecked_past = await self.registry.unchecked_ids(float("-inf"), boundary, scan, newest_first=True)
@@ -460,7 +460,7 @@ class Refresher:
             if sid not in seen:
                 picked.append((sid, False))
                 seen.add(sid)
-        return picked
+        return picked[:scan]
 
     async def _pick(self, now: datetime, report: CycleReport) -> list[Pick]:
         """
