@@ -151,7 +151,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-async def run(shipments: int, scale: float, replicas: int, max_seconds: float) -> int:
+async def run(shipments: int, scale: float, replicas: int, max_seconds: float, log: Path | None) -> int:
     with ExitStack() as stack:
         redis_server = stack.enter_context(RedisServer())
         sandbox_port = free_port()
@@ -164,7 +164,7 @@ async def run(shipments: int, scale: float, replicas: int, max_seconds: float) -
         total = {c: len(range(i, shipments, 3)) for i, c in enumerate(CARRIERS)}
         env = refresher_env(redis_server.url, sandbox_url, scale)
         started = time.monotonic()
-        processes = [_start_refresher(env, stack) for _ in range(replicas)]
+        processes = [_start_refresher(env, stack, log) for _ in range(replicas)]
         done_at: dict[Carrier, float] = {}
         left = dict(total)
         # The clock starts at the first check seen (the processes' start-up is not the refresher's).
@@ -219,11 +219,13 @@ async def run(shipments: int, scale: float, replicas: int, max_seconds: float) -
     return 1 if failed else 0
 
 
-def _start_refresher(env: dict[str, str], stack: ExitStack) -> subprocess.Popen[bytes]:
+def _start_refresher(env: dict[str, str], stack: ExitStack, log: Path | None) -> subprocess.Popen[bytes]:
     """``python -m tracksvc refresher`` with ``env``, stopped when ``stack`` closes."""
+    out = stack.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "tracksvc", "refresher"], cwd=ROOT,
-                               env={**env, "PYTHONPATH": str(ROOT)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               env={**env, "PYTHONPATH": str(ROOT),
+                                    "TRACKSVC_LOG_LEVEL": "info" if log else "warning"},
+                               stdout=out, stderr=out)
     stack.callback(_stop, process)
     return process
 
@@ -246,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=20.0, help="budgets x k, times / k")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--log", type=Path, help="append the refreshers' logs (level info) here")
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.shipments, args.scale, args.replicas, args.max_seconds))
+    return asyncio.run(run(args.shipments, args.scale, args.replicas, args.max_seconds, args.log))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ Labels take at most three quarters of a batch and of each carrier's calls
 while parcels in transit are due, so those never starve behind a backlog of
 labels. Only shipments that are due are picked. Each pick is claimed in
 Redis (``SET NX PX``, one period, in one pipeline), so no two replicas
-refresh the same shipment within one period; calls a replica took and could
-not use (another held the claims) go back to the pace.
+refresh the same shipment within one period, and moved one period ahead in
+the schedule while in hand, so other replicas' cycles look past it (should
+this replica die, it is due again when its claim expires); calls a replica
+took and could not use (another held the claims) go back to the pace.
 
 A refresh is :meth:`Tracker.refresh` (a lookup that refreshes an answer
 past its soft TTL before answering; the cache, single flight, budgets and
@@ -103,6 +105,12 @@ SCAN_FACTOR = 3
 
 #: Cycles per refresher period: each takes the share of the budgets accrued since the last.
 CYCLES_PER_PERIOD = 12
+
+#: Cycles of one replica running at once (a slow carrier keeps a cycle waiting).
+CYCLES_IN_FLIGHT = 3
+
+#: Rounds of claiming per cycle: picks another replica holds make room for the next ones.
+CLAIM_ROUNDS = 3
 
 #: Part of a cycle its carrier calls are spread over (the rest is slack before the next).
 SPREAD_SHARE = 0.8
@@ -242,6 +250,9 @@ class CycleReport:
     skipped_claimed: int = 0
     #: Shipments whose refresh failed unexpectedly (logged).
     failed: list[str] = field(default_factory=list)
+    #: Carrier calls the pace granted this cycle, and how many were given back unused.
+    granted: dict[str, int] = field(default_factory=dict)
+    given_back: dict[str, int] = field(default_factory=dict)
     #: How overdue the most overdue shipment still is after the cycle, in seconds.
     lag_s: float = 0.0
     elapsed_s: float = 0.0
@@ -253,6 +264,8 @@ class CycleReport:
             "retired": self.retired,
             "skipped_claimed": self.skipped_claimed,
             "failed": self.failed,
+            "granted": self.granted,
+            "given_back": self.given_back,
             "lag_s": round(self.lag_s, 3),
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -335,6 +348,8 @@ class Refresher:
             retired=len(report.retired),
             skipped_claimed=report.skipped_claimed,
             failed=len(report.failed),
+            granted=report.granted,
+            given_back=report.given_back,
             lag_s=round(report.lag_s, 1),
             elapsed_ms=round(report.elapsed_s * 1000, 1),
         )
@@ -420,16 +435,32 @@ class Refresher:
         await asyncio.gather(*(refresh(i, unit) for i, unit in enumerate(units)))
 
     async def run(self) -> None:
-        """Run cycles forever, :data:`CYCLES_PER_PERIOD` per period (cancel the task to stop)."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.run_cycle(spread_s=self.cycle_s * SPREAD_SHARE)
-            except RegistryUnavailable as exc:
-                log.warning("refresher_cycle_failed", error=str(exc))
-            except Exception:  # keep refreshing whatever one cycle met
-                log.exception("refresher_cycle_failed")
-            await asyncio.sleep(max(0.0, self.cycle_s - (time.monotonic() - started)))
+        """
+        Start a cycle every ``period / CYCLES_PER_PERIOD`` seconds, forever (cancel the task to
+        stop). A cycle still waiting on a slow carrier does not hold the next one back (its
+        shipments stay claimed), up to :data:`CYCLES_IN_FLIGHT` at once.
+        """
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                started = time.monotonic()
+                if len(running) < CYCLES_IN_FLIGHT:
+                    task = asyncio.create_task(self._guarded_cycle())
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                await asyncio.sleep(max(0.0, self.cycle_s - (time.monotonic() - started)))
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _guarded_cycle(self) -> None:
+        try:
+            await self.run_cycle(spread_s=self.cycle_s * SPREAD_SHARE)
+        except RegistryUnavailable as exc:
+            log.warning("refresher_cycle_failed", error=str(exc))
+        except Exception:  # keep refreshing whatever one cycle met
+            log.exception("refresher_cycle_failed")
 
     async def _candidates(self, now: datetime) -> list[tuple[str, bool]]:
         """Due shipments in priority order, each with whether it is a label-only label."""
@@ -482,23 +513,40 @@ class Refresher:
         for carrier, count in wanted.items():
             pace = self.pace.carriers[carrier]
             granted[carrier] = await self.pace.take(carrier, pace.calls_for(min(count, self.batch_size)))
+            if granted[carrier] is not None:
+                report.granted[carrier.value] = granted[carrier] or 0
         room = {
             carrier: self.batch_size if calls is None else calls * self.pace.carriers[carrier].per_call
             for carrier, calls in granted.items()
         }
-        claimed = await self._claim(self._select(picks, room, now), report)
+        claimed: list[Pick] = []
         used: Counter[Carrier] = Counter()
-        for pick in claimed:
-            carrier = pick.asks_carrier(now)
-            if carrier is not None:
-                used[carrier] += 1
+        left = list(picks)
+        for _ in range(CLAIM_ROUNDS):
+            chosen = self._select(left, {c: n - used[c] for c, n in room.items()}, now,
+                                  self.batch_size - len(claimed))
+            if not chosen:
+                break
+            won = await self._claim(chosen, report)
+            claimed += won
+            for pick in won:
+                carrier = pick.asks_carrier(now)
+                if carrier is not None:
+                    used[carrier] += 1
+            if len(won) == len(chosen):
+                break
+            tried = {pick.sid for pick in chosen}
+            left = [pick for pick in left if pick.sid not in tried]
         for carrier, calls in granted.items():
             unused = (calls or 0) - self.pace.carriers[carrier].calls_for(used[carrier])
             if unused > 0:
+                report.given_back[carrier.value] = unused
                 await self.pace.give_back(carrier, unused)
         return claimed
 
-    def _select(self, picks: list[Pick], room: Mapping[Carrier, int], now: datetime) -> list[Pick]:
+    def _select(
+        self, picks: list[Pick], room: Mapping[Carrier, int], now: datetime, batch: int
+    ) -> list[Pick]:
         """
         The picks that fit: at most a batch, each carrier within its room; labels take at
         most :data:`LABEL_SHARE` of the batch and of each carrier's room while parcels in
@@ -506,11 +554,11 @@ class Refresher:
         """
         left = dict(room)
         label_room = {carrier: max(1, int(n * LABEL_SHARE)) for carrier, n in room.items()}
-        labels_left = max(1, int(self.batch_size * LABEL_SHARE))
+        labels_left = max(1, int(batch * LABEL_SHARE))
         chosen: set[int] = set()
         deferred: list[int] = []
         for position, pick in enumerate(picks):
-            if len(chosen) >= self.batch_size:
+            if len(chosen) >= batch:
                 break
             carrier = pick.asks_carrier(now)
             if carrier is not None and left[carrier] <= 0:
@@ -526,7 +574,7 @@ class Refresher:
                 if carrier is not None:
                     label_room[carrier] -= 1
         for position in deferred:  # nothing else wanted the room: labels beyond their share
-            if len(chosen) >= self.batch_size:
+            if len(chosen) >= batch:
                 break
             carrier = picks[position].asks_carrier(now)
             if carrier is not None and left[carrier] <= 0:
@@ -550,6 +598,9 @@ class Refresher:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         claimed = [pick for pick, ok in zip(picks, won, strict=True) if ok]
         report.skipped_claimed += len(picks) - len(claimed)
+        if claimed:  # out of the due window while in hand: other replicas look further down
+            hold_until = time.time() + self.schedule.period_s
+            await self.registry.schedule_refresh(dict.fromkeys((p.sid for p in claimed), hold_until))
         return claimed
 
     async def _refresh(
