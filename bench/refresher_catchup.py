@@ -3,7 +3,7 @@ How long the refresher takes to check a first import of 100,000 labels once, and
 
 Run from the repository root (opt-in: ``python -m bench refresher_catchup``)::
 
-    python -m bench.refresher_catchup                       # 100,000 shipments, budgets x20, 2 replicas
+    python -m bench.refresher_catchup                       # 100,000 shipments, budgets x8, 2 replicas
     python -m bench.refresher_catchup --shipments 20000 --scale 10 --replicas 1
 
 What runs, each in its own process on loopback: a private ``redis-server``,
@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shipments", type=int, default=100_000)
-    parser.add_argument("--scale", type=float, default=20.0, help="budgets x k, times / k")
+    parser.add_argument("--scale", type=float, default=8.0, help="budgets x k, times / k")
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--max-seconds", type=float, default=420.0)
     parser.add_argument("--log", type=Path, help="append the refreshers' logs (level info) here")
     args = parser.parse_args(argv)
     return asyncio.run(run(args.shipments, args.scale, args.replicas, args.max_seconds, args.log))

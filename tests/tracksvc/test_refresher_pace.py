@@ -178,3 +178,25 @@ async def test_two_refreshers_share_one_pace_and_never_poll_a_shipment_twice_in_
     assert c.refreshed == d.refreshed == []
     assert c.skipped_claimed + d.skipped_claimed == total  # whoever got the pace met the claims
     assert sandbox.state.numbers_asked["ups"] == total
+
+
+async def test_a_slow_carriers_backlog_never_crowds_out_the_others(
+    service_with: Callable[..., Any], sandbox: Sandbox
+) -> None:
+    """
+    1,000 newer USPS labels (one call every 2 minutes at USPS's default quota) ahead of 20 UPS
+    labels: the USPS backlog is moved to its turns, so the UPS labels are checked next cycle,
+    and the lag says how long the USPS backlog will take.
+    """
+    client = await service_with()  # the default budgets
+    await register_many(client, Carrier.usps, 1000, label_age=timedelta(hours=50))
+    ups = await register_many(client, Carrier.ups, 20, label_age=timedelta(hours=100))
+    refresher = refresher_of(client)
+    first = await refresher.run_cycle()
+    second = await refresher.run_cycle()
+    assert set(first.refreshed + second.refreshed) >= set(ups)
+    assert sandbox.state.numbers_asked["ups"] == 20
+    assert sandbox.state.numbers_asked["usps"] == 1  # its pace: one call now, the next in 2 minutes
+    assert first.deferred > 900
+    usps_interval_s = 1 / (0.5 * 60 / 3600)
+    assert second.lag_s >= 0.9 * first.deferred * usps_interval_s

@@ -31,7 +31,9 @@ Redis (``SET NX PX``, one period, in one pipeline), so no two replicas
 refresh the same shipment within one period, and moved one period ahead in
 the schedule while in hand, so other replicas' cycles look past it (should
 this replica die, it is due again when its claim expires); calls a replica
-took and could not use (another held the claims) go back to the pace.
+took and could not use (another held the claims) go back to the pace. Due
+shipments of a carrier whose pace ran out are moved to that carrier's next
+turns, in order, so one slow carrier's backlog never fills the due window.
 
 A refresh is :meth:`Tracker.refresh` (a lookup that refreshes an answer
 past its soft TTL before answering; the cache, single flight, budgets and
@@ -49,7 +51,8 @@ Keys::
 
 ``last_cycle_lag_s`` (and the ``tracksvc_refresher_lag_seconds`` gauge when
 metrics are wired) is how overdue the most overdue shipment still is after
-a cycle: 0 when the refresher keeps up.
+a cycle, or how far ahead the last deferred shipment's turn lies if that is
+longer: 0 when the refresher keeps up.
 """
 
 from __future__ import annotations
@@ -253,6 +256,8 @@ class CycleReport:
     #: Carrier calls the pace granted this cycle, and how many were given back unused.
     granted: dict[str, int] = field(default_factory=dict)
     given_back: dict[str, int] = field(default_factory=dict)
+    #: Due shipments moved to their carrier's next turns (its pace ran out this cycle).
+    deferred: int = 0
     #: How overdue the most overdue shipment still is after the cycle, in seconds.
     lag_s: float = 0.0
     elapsed_s: float = 0.0
@@ -266,6 +271,7 @@ class CycleReport:
             "failed": self.failed,
             "granted": self.granted,
             "given_back": self.given_back,
+            "deferred": self.deferred,
             "lag_s": round(self.lag_s, 3),
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -313,6 +319,8 @@ class Refresher:
         #: Seconds between two cycles of this replica.
         self.cycle_s = self.schedule.period_s / CYCLES_PER_PERIOD
         self.pace = Pace(redis, settings, cycle_s=self.cycle_s)
+        #: Per carrier: the latest turn a deferred shipment was given (epoch seconds).
+        self._horizon: dict[Carrier, float] = {}
         #: Lag measured at the end of the last cycle (None before the first).
         self.last_cycle_lag_s: float | None = None
         self.last_report: CycleReport | None = None
@@ -350,6 +358,7 @@ class Refresher:
             failed=len(report.failed),
             granted=report.granted,
             given_back=report.given_back,
+            deferred=report.deferred,
             lag_s=round(report.lag_s, 1),
             elapsed_ms=round(report.elapsed_s * 1000, 1),
         )
@@ -510,9 +519,13 @@ class Refresher:
             if carrier is not None:
                 wanted[carrier] += 1
         granted: dict[Carrier, int | None] = {}
+        short: set[Carrier] = set()  # carriers whose pace gave fewer calls than their due shipments need
         for carrier, count in wanted.items():
             pace = self.pace.carriers[carrier]
-            granted[carrier] = await self.pace.take(carrier, pace.calls_for(min(count, self.batch_size)))
+            asked = pace.calls_for(min(count, self.batch_size))
+            granted[carrier] = await self.pace.take(carrier, asked)
+            if granted[carrier] is not None and (granted[carrier] or 0) < asked:
+                short.add(carrier)
             if granted[carrier] is not None:
                 report.granted[carrier.value] = granted[carrier] or 0
         room = {
@@ -542,7 +555,35 @@ class Refresher:
             if unused > 0:
                 report.given_back[carrier.value] = unused
                 await self.pace.give_back(carrier, unused)
+        await self._defer(picks, claimed, short, now, report)
         return claimed
+
+    async def _defer(
+        self, picks: list[Pick], claimed: list[Pick], full: set[Carrier], now: datetime, report: CycleReport
+    ) -> None:
+        """
+        Move the due shipments of carriers whose pace ran out this cycle to when their turn
+        comes at that pace, in priority order: a backlog of one slow carrier (USPS's small
+        quota) then stays out of the due window, and never crowds out the other carriers'.
+        """
+        if not full:
+            return
+        taken = {pick.sid for pick in claimed}
+        now_ts = now.timestamp()
+        later: dict[str, float | None] = {}
+        for pick in picks:
+            carrier = pick.asks_carrier(now)
+            if carrier is None or carrier not in full or pick.sid in taken:
+                continue
+            pace = self.pace.carriers[carrier]
+            if pace.rate is None:
+                continue
+            at = max(now_ts, self._horizon.get(carrier, 0.0)) + 1.0 / (pace.rate * pace.per_call)
+            self._horizon[carrier] = at
+            later[pick.sid] = at
+        if later:
+            report.deferred = len(later)
+            await self.registry.schedule_refresh(later)
 
     def _select(
         self, picks: list[Pick], room: Mapping[Carrier, int], now: datetime, batch: int
@@ -627,5 +668,11 @@ class Refresher:
         return due
 
     async def _lag(self, now: datetime) -> float:
+        """
+        How far behind: how overdue the most overdue shipment is, or if longer, how far ahead
+        the last deferred shipment's turn lies (a slow carrier's backlog, at its pace).
+        """
         oldest = await self.registry.due_for_refresh(now.timestamp(), 1)
-        return max(0.0, now.timestamp() - oldest[0][1]) if oldest else 0.0
+        overdue = max(0.0, now.timestamp() - oldest[0][1]) if oldest else 0.0
+        ahead = max(self._horizon.values(), default=0.0) - now.timestamp()
+        return max(overdue, ahead)
