@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-#: Left out of the default run: the soak takes 10 minutes, the profile is a tool with no goal
+#: Left out of the default run: the soak takes 10 minutes, the refresher catch-up about as
+#: long, the profile is a tool with no goal
 #: (``python -m bench soak`` runs one by name).
-OPT_IN = frozenset({"soak", "profile_cached"})
+OPT_IN = frozenset({"soak", "profile_cached", "refresher_catchup"})
 
 
 def benchmarks() -> list[str]:

@@ -132,6 +132,7 @@ async def _reset(request: web.Request) -> web.Response:
     state = request.app[state_key]
     state.calls.clear()
     state.numbers_asked.clear()
+    state.largest_batch.clear()
     state.faults.clear()
     state.latency_s = 0.0
     return web.json_response({"reset": True})

@@ -57,6 +57,8 @@ class SandboxState:
     calls: Counter[str] = field(default_factory=Counter)
     #: Numbers asked per carrier (a FedEx batch of 30 counts 30 here and 1 in ``calls``).
     numbers_asked: Counter[str] = field(default_factory=Counter)
+    #: The most numbers one tracking call asked about, per carrier.
+    largest_batch: Counter[str] = field(default_factory=Counter)
     hang_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -139,6 +141,7 @@ class SandboxState:
         """
         self.calls[f"{carrier.value}:track"] += 1
         self.numbers_asked[carrier.value] += numbers
+        self.largest_batch[carrier.value] = max(self.largest_batch[carrier.value], numbers)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         plan = self.pop_fault(carrier)
@@ -188,4 +191,8 @@ class SandboxState:
 
     def stats(self) -> dict[str, object]:
         """Counters for tests and benchmarks."""
-        return {"calls": dict(self.calls), "numbers_asked": dict(self.numbers_asked)}
+        return {
+            "calls": dict(self.calls),
+            "numbers_asked": dict(self.numbers_asked),
+            "largest_batch": dict(self.largest_batch),
+        }

@@ -20,7 +20,8 @@ key                                        type    what (owner)
 ``tracksvc:shipment:{s:<id>}:voided``      string  who voided the label and when, JSON (registry.store)
 ``tracksvc:labels:origins``                set     origins that ever had a listed label (registry.store)
 ``tracksvc:refresh:due``                   zset    next look per shipment (registry.store)
-``tracksvc:refresh:claim:{<id>}``          string  a replica's claim on one refresh (refresher)
+``tracksvc:refresh:claim:{s:<id>}``        string  a replica's claim on one refresh (refresher)
+``tracksvc:refresh:pace:{<carrier>}``      string  the refresher's share of a budget (pace)
 ``tracksvc:track:{<carrier>:<number>}``    string  a carrier's answer, JSON (economy.cache)
 ``tracksvc:flight:{<carrier>:<number>}``   string  lock and channel of one fetch (singleflight)
 ``tracksvc:quota:{<carrier>}:<name>``      string  budget buckets, 429 block (economy.quota)
@@ -42,6 +43,7 @@ VOIDED_SUFFIX = ":voided"
 ORIGINS = "tracksvc:labels:origins"
 REFRESH_DUE = "tracksvc:refresh:due"
 claim_key_prefix = "tracksvc:refresh:claim:"
+pace_key_prefix = "tracksvc:refresh:pace:"
 track_key_prefix = "tracksvc:track:"
 flight_key_prefix = "tracksvc:flight:"
 quota_key_prefix = "tracksvc:quota:"

@@ -137,11 +137,14 @@ class Settings(BaseSettings):
     # -- Background refresher and push (issue 4, items 5 and 6).
     #: Run the refresher inside the service (``tracksvc refresher`` runs it alone).
     refresher_enabled: bool = True
-    #: Seconds between refresher cycles; no replica refreshes a shipment twice within one period.
+    #: The refresher's period: no replica refreshes a shipment twice within one. Each replica
+    #: runs 12 cycles a period, each spending the refresher's share of the carrier budgets
+    #: (``quota_reserved_share``) accrued since the last cycle of any replica.
     refresher_period_s: float = Field(default=60.0, gt=0)
-    #: At most this many shipments per cycle and replica.
-    refresher_batch_size: int = Field(default=50, ge=1, le=10_000)
-    #: Lookups in flight at once during a cycle.
+    #: At most this many shipments per cycle and replica (the budgets usually bind first; for a
+    #: carrier without limits, this is the only bound).
+    refresher_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: Lookups (a FedEx batch counts one) in flight at once during a cycle.
     refresher_concurrency: int = Field(default=8, ge=1, le=200)
     #: A shipment is looked at again this long after its last answer (15 minutes, the active TTL).
     refresher_revisit_s: float = Field(default=15 * 60.0, ge=0)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -166,6 +167,23 @@ class CarrierCalls:
         if key in self._expected:
             self._expected.discard(key)
             self.batchers[carrier].expected()
+
+    @contextmanager
+    def asking_together(self, carrier: Carrier, count: int) -> Iterator[None]:
+        """
+        ``count`` lookups for ``carrier`` start together inside (the refresher's batch): its
+        batcher's windows wait for them (up to the longest delay) instead of sending the
+        first few alone before the others have passed their Redis round trips.
+        """
+        batcher = self.batchers.get(carrier)
+        if batcher is None or count <= 1:
+            yield
+            return
+        batcher.expect(count)
+        try:
+            yield
+        finally:
+            batcher.expected(count)
 
     # -- asking ------------------------------------------------------------------
 

@@ -65,13 +65,13 @@ class Batcher:
         #: Fetches under way that will ask soon (see :meth:`expect`).
         self.coming = 0
 
-    def expect(self) -> None:
-        """A fetch that will (probably) ask has started: windows wait for it a little longer."""
-        self.coming += 1
+    def expect(self, count: int = 1) -> None:
+        """Fetches that will (probably) ask have started: windows wait for them a little longer."""
+        self.coming += count
 
-    def expected(self) -> None:
-        """That fetch has asked, or will not ask after all."""
-        self.coming = max(0, self.coming - 1)
+    def expected(self, count: int = 1) -> None:
+        """Those fetches have asked, or will not ask after all."""
+        self.coming = max(0, self.coming - count)
 
     async def ask(
         self, number: str, *, deadline: float, wait_until: float

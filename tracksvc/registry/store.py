@@ -1164,9 +1164,11 @@ class Registry:
         """Ids of unscanned labels printed between two times, oldest first."""
         return [sid for sid, _ in await self._zrange(UNSCANNED, low_ts, high_ts, limit)]
 
-    async def unchecked_ids(self, low_ts: float, high_ts: float, limit: int) -> list[str]:
+    async def unchecked_ids(
+        self, low_ts: float, high_ts: float, limit: int, *, newest_first: bool = False
+    ) -> list[str]:
         """Ids of listed labels no carrier has answered about, printed between two times, oldest first."""
-        return [sid for sid, _ in await self._zrange(UNCHECKED, low_ts, high_ts, limit)]
+        return [sid for sid, _ in await self._zrange(UNCHECKED, low_ts, high_ts, limit, reverse=newest_first)]
 
     async def due_for_refresh(self, now_ts: float, limit: int) -> list[tuple[str, float]]:
         """Shipments due for a refresh by ``now_ts``, most overdue first, with their due times."""
@@ -1201,9 +1203,14 @@ class Registry:
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
 
-    async def _zrange(self, key: str, low: float, high: float, limit: int) -> list[tuple[str, float]]:
+    async def _zrange(
+        self, key: str, low: float, high: float, limit: int, *, reverse: bool = False
+    ) -> list[tuple[str, float]]:
         try:
-            items = await self.redis.zrangebyscore(key, low, high, start=0, num=limit, withscores=True)
+            if reverse:
+                items = await self.redis.zrevrangebyscore(key, high, low, start=0, num=limit, withscores=True)
+            else:
+                items = await self.redis.zrangebyscore(key, low, high, start=0, num=limit, withscores=True)
         except (RedisError, OSError) as exc:
             raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
         return _pairs(items)
