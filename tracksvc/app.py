@@ -44,7 +44,8 @@ STREAMING_ROUTES = frozenset({("POST", "/v1/shipments/import")})
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """One Redis client (pool) for the app."""
-    app[redis_key] = redis_client(app[settings_key].redis_url or DEFAULT_REDIS_URL)
+    settings = app[settings_key]
+    app[redis_key] = redis_client(settings.redis_url or DEFAULT_REDIS_URL, cluster=settings.redis_cluster)
     yield
     await app[redis_key].aclose()
 

@@ -109,11 +109,11 @@ async def _lines(handle: Iterable[bytes]) -> AsyncIterator[bytes]:
 
 
 async def import_file(
-    handle: IO[bytes], fmt: ImportFormat, redis_url: str, *, show_progress: bool
+    handle: IO[bytes], fmt: ImportFormat, redis_url: str, *, show_progress: bool, cluster: bool = False
 ) -> ImportReport:
     """Import one open file into the registry, with a progress bar on stderr."""
     total = count_lines(handle)
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, cluster=cluster)
     bar = tqdm(total=total, unit=" lines", file=sys.stderr, disable=not show_progress, mininterval=0.5)
     try:
         return await import_lines(
@@ -147,7 +147,9 @@ def run_import(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with args.file.open("rb") as handle:
-            report = asyncio.run(import_file(handle, fmt, url, show_progress=not args.no_progress))
+            report = asyncio.run(import_file(
+                handle, fmt, url, show_progress=not args.no_progress, cluster=settings.redis_cluster
+            ))
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_USAGE)
     except ValidationFailed as exc:
@@ -173,10 +175,11 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 async def stalled_page(
-    redis_url: str, *, older_than_h: float, origin: str | None, limit: int, cursor: str | None
+    redis_url: str, *, older_than_h: float, origin: str | None, limit: int, cursor: str | None,
+    cluster: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the warehouse list, as the HTTP route's rows."""
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, cluster=cluster)
     try:
         now = time.time()
         labels, next_cursor = await Registry(client).stalled(
@@ -220,7 +223,7 @@ def run_stalled(args: argparse.Namespace) -> int:
     try:
         rows, next_cursor = asyncio.run(stalled_page(
             settings.redis_url or DEFAULT_REDIS_URL, older_than_h=older_than_h,
-            origin=args.origin, limit=args.limit, cursor=args.cursor,
+            origin=args.origin, limit=args.limit, cursor=args.cursor, cluster=settings.redis_cluster,
         ))
     except ValidationFailed as exc:
         return _fail(exc.message, EXIT_USAGE)

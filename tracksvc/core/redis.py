@@ -1,17 +1,28 @@
-"""How tracksvc connects to Redis."""
+"""How tracksvc connects to Redis: one server, or a Redis Cluster through one startup node."""
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 #: Connections per client; more concurrent commands wait for one (up to ``POOL_WAIT_S``).
 MAX_CONNECTIONS = 100
 POOL_WAIT_S = 2.0
+#: Connections per cluster node. redis-py's cluster pool does not queue for a free
+#: connection (it raises), so it gets room for a burst of lookups on one node.
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1000
+#: Tries after a failed cluster command (each re-reads the slot map first: a failover).
+CLUSTER_RETRIES = 2
+
+#: A client of either kind: every tracksvc module takes this.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
     """
     A Redis client (pool) that fails fast: one quick retry, short timeouts.
 
@@ -21,7 +32,21 @@ def redis_client(url: str) -> aioredis.Redis:
     redis-py's plain pool raises "Too many connections" once 100 commands are
     in flight, which a burst of lookups reaches at once; here they queue for
     a connection instead.
+
+    With ``cluster``, ``url`` names one node of a Redis Cluster: the client
+    reads the slot map from it and sends each command to the master owning
+    its key's slot, re-reading the map after a failover (a MOVED answer or a
+    node that stopped answering).
     """
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
+            socket_connect_timeout=0.5,
+            socket_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), CLUSTER_RETRIES),
+            health_check_interval=15,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,

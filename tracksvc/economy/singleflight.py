@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_keys import flight_key_prefix
 
@@ -214,7 +214,7 @@ class RedisFlights:
         result_ttl_s: how long a flight's outcome stays readable after it ended.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, lock_ttl_s: float = 2.0, result_ttl_s: float = 5.0) -> None:
+    def __init__(self, redis: RedisClient, *, lock_ttl_s: float = 2.0, result_ttl_s: float = 5.0) -> None:
         self.redis = redis
         self.lock_ttl_s = lock_ttl_s
         self.result_ttl_s = result_ttl_s

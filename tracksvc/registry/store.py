@@ -52,11 +52,11 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from tracksvc.core.errors import IdentifierConflict, InvalidReference, RegistryUnavailable, ValidationFailed
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
 from tracksvc.core.redis_keys import (
@@ -522,7 +522,7 @@ def _order_conflict(
 class Registry:
     """Shipments, orders and references in Redis."""
 
-    def __init__(self, redis: aioredis.Redis, *, on_change: Callable[[set[str]], None] | None = None) -> None:
+    def __init__(self, redis: RedisClient, *, on_change: Callable[[set[str]], None] | None = None) -> None:
         self.redis = redis
         self._resume_at = redis.register_script(_RESUME_AT)
         #: Told the tags of every write this replica makes, once it is stored (its own kept

@@ -29,10 +29,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from tracksvc.core.redis import RedisClient
 from tracksvc.domain import changes
 
 log = structlog.get_logger("answers")
@@ -60,7 +60,7 @@ class AnswerCache:
         redis: where changes are published and heard (None: nothing is kept).
     """
 
-    def __init__(self, *, ttl_s: float, max_entries: int, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, *, ttl_s: float, max_entries: int, redis: RedisClient | None = None) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.max_entries = max_entries
