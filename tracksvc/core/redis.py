@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -57,3 +58,20 @@ def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
         health_check_interval=15,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+async def open_pubsub(redis: RedisClient) -> PubSub:
+    """
+    A pub/sub connection of ``redis`` (not yet subscribed).
+
+    On a cluster the client reads the slot map first: redis-py's cluster pub/sub
+    picks its node by the channel's slot and fails on a client that has not
+    sent a command yet. A classic ``PUBLISH`` reaches every node of a cluster,
+    so listening on any one node hears every replica's messages.
+
+    Raises:
+        redis.exceptions.RedisError: the cluster could not be reached.
+    """
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+    return redis.pubsub()

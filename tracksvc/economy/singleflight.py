@@ -42,10 +42,11 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
-from tracksvc.core.redis import RedisClient
+from tracksvc.core.redis import RedisClient, open_pubsub
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_keys import flight_key_prefix
 
@@ -354,9 +355,10 @@ class RedisFlights:
         loop = asyncio.get_running_loop()
         lock_key = flight_key(carrier, number, "lock")
         result_key = flight_key(carrier, number, "result")
-        pubsub = self.redis.pubsub()
+        pubsub: PubSub | None = None
         try:
             async with redis_step("flight subscribe"):
+                pubsub = await open_pubsub(self.redis)
                 await pubsub.subscribe(flight_key(carrier, number, "done"))
             while True:
                 pipe = self.redis.pipeline(transaction=False)
@@ -384,5 +386,6 @@ class RedisFlights:
             log.warning("flight_wait_unavailable", carrier=carrier.value, error=str(exc))
             return Waited(WaitOutcome.unavailable)
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -754,19 +754,14 @@ class Registry:
             key for earlier in previous.replaces for key in _safe_reference_keys(earlier)
         } - replaced
         tags = changes.reference_tags(number, *record.replaces, *(previous.replaces if previous else ()))
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(order_key(number), record.model_dump_json())
-                for key in _safe_reference_keys(number):
-                    pipe.hset(ref_key(key), RefKind.order.value, number)
-                for key in replaced:
-                    pipe.hset(ref_key(key), RefKind.replaced.value, number)
-                for key in dropped:
-                    pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), RefKind.replaced.value, number)
-                pipe.publish(changes.CHANGES_CHANNEL, changes.encode(tags))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        # send_all, not a pipeline: a cluster pipeline refuses PUBLISH (send_all sends it last).
+        await self._write([
+            ("SET", order_key(number), record.model_dump_json()),
+            *[("HSET", ref_key(key), RefKind.order.value, number) for key in _safe_reference_keys(number)],
+            *[("HSET", ref_key(key), RefKind.replaced.value, number) for key in replaced],
+            *[("EVAL", _HDEL_IF_SAME, "1", ref_key(key), RefKind.replaced.value, number) for key in dropped],
+            ("PUBLISH", changes.CHANGES_CHANNEL, changes.encode(tags)),
+        ])
         self._changed(tags)
         return record
 

@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from tracksvc.core.redis import RedisClient
+from tracksvc.core.redis import RedisClient, open_pubsub
 from tracksvc.domain import changes
 
 log = structlog.get_logger("answers")
@@ -152,8 +153,9 @@ class AnswerCache:
         if self.redis is None:
             return
         while True:
-            pubsub = self.redis.pubsub()
+            pubsub: PubSub | None = None
             try:
+                pubsub = await open_pubsub(self.redis)
                 await pubsub.subscribe(changes.CHANGES_CHANNEL)
                 self.clear()
                 self.listening = True
@@ -171,5 +173,6 @@ class AnswerCache:
             finally:
                 self.listening = False
                 self.clear()
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                if pubsub is not None:
+                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(RESUBSCRIBE_S)
