@@ -19,6 +19,7 @@ from tracksvc.api.middlewares import (
     error_middleware,
     make_auth_middleware,
     make_body_limit_middleware,
+    make_replicated_writes_middleware,
 )
 from tracksvc.api.routes.batch import add_batch_routes
 from tracksvc.api.routes.ops import add_ops_routes
@@ -92,6 +93,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
             error_middleware,
             make_body_limit_middleware(settings.max_body_bytes, STREAMING_ROUTES),
             make_auth_middleware(settings.api_keys),
+            *(
+                [make_replicated_writes_middleware(
+                    lambda request: request.app[redis_key],
+                    settings.redis_write_replicas, settings.redis_write_replicas_timeout_s,
+                )]
+                if settings.redis_write_replicas else []
+            ),
         ],
         client_max_size=settings.max_body_bytes,
     )

@@ -85,7 +85,7 @@ async def _send_to_server(redis: aioredis.Redis, commands: Sequence[Command]) ->
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     try:
         replies: list[Any] = await conn.retry.call_with_retry(
-            lambda: _exchange(conn, commands),
+            lambda: exchange(conn, commands),
             lambda _error: conn.disconnect(),
         )
     finally:
@@ -133,7 +133,7 @@ async def _send_by_node(redis: RedisCluster, commands: Sequence[Command]) -> lis
     async def run(node: ClusterNode, indexes: list[int]) -> None:
         conn = node.acquire_connection()
         try:
-            got = await _exchange(conn, [commands[i] for i in indexes])
+            got = await exchange(conn, [commands[i] for i in indexes])
         finally:
             node.release(conn)
         for i, reply in zip(indexes, got, strict=True):
@@ -151,7 +151,12 @@ async def _send_by_node(redis: RedisCluster, commands: Sequence[Command]) -> lis
     return replies
 
 
-async def _exchange(conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
+async def exchange(conn: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
+    """
+    Send ``commands`` on one connection and read every reply (a refusal is returned, not raised).
+
+    The connection is dropped (never handed back half-read) when anything fails.
+    """
     replies: list[Any] = []
     loop = asyncio.get_running_loop()
     limit = conn.socket_timeout

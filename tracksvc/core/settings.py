@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     #: Replicas that must confirm a write (Redis ``WAIT``) before the API acknowledges it with a
     #: 2xx; fewer within ``redis_write_replicas_timeout_s`` answers 503 (0: no wait).
     redis_write_replicas: int = Field(default=0, ge=0, le=16)
-    redis_write_replicas_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    redis_write_replicas_timeout_s: float = Field(default=1.0, gt=0, le=1.5)
     host: str = "127.0.0.1"
     port: int = 8080
     #: ``role:key`` pairs, comma-separated.
