@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 #: Connections per client; more concurrent commands wait for one (up to ``POOL_WAIT_S``).
 MAX_CONNECTIONS = 100
@@ -21,6 +23,24 @@ CLUSTER_RETRIES = 2
 
 #: A client of either kind: every tracksvc module takes this.
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+
+class ClusterClient(RedisCluster):
+    """
+    redis-py's cluster client, whose "cannot reach the cluster" is a :class:`RedisError`.
+
+    redis-py raises :class:`~redis.exceptions.RedisClusterException` (not a
+    ``RedisError``) when no startup node answers while it reads the slot map;
+    every tracksvc step falls back on ``RedisError`` (a carrier answer, a 503),
+    so here that becomes the ``ConnectionError`` it is.
+    """
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
+        return self
 
 
 def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
@@ -40,7 +60,7 @@ def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
     node that stopped answering).
     """
     if cluster:
-        return RedisCluster.from_url(
+        return ClusterClient.from_url(
             url,
             max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
             socket_connect_timeout=0.5,

@@ -29,7 +29,14 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -111,7 +118,10 @@ async def _send_to_cluster(redis: RedisCluster, commands: Sequence[Command]) -> 
         except (MovedError, AskError, TryAgainError, ClusterDownError, RedisConnectionError):
             if attempt == CLUSTER_TRIES - 1:
                 raise
-            await redis.nodes_manager.initialize()  # a failover or a reshard: read the slot map again
+            try:  # a failover or a reshard: read the slot map again
+                await redis.nodes_manager.initialize()
+            except RedisClusterException as exc:
+                raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
     raise AssertionError("unreachable")
 
 

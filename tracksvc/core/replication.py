@@ -26,7 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_bulk import exchange
@@ -58,7 +58,7 @@ async def confirmed_replicas(redis: RedisClient, replicas: int, timeout_s: float
         if isinstance(count, BaseException):
             # A master that stopped answering: read the slot map again, so that once a
             # replica has taken over the next write asks the new master.
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
                 await redis.nodes_manager.initialize()
             raise count
         found.append(count)
