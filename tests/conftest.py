@@ -96,10 +96,20 @@ def _one_slot_per_command(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     assert not problems, "cross-slot Redis commands: " + "; ".join(problems[:10])
 
 
+class WholeClusterClient(aioredis.RedisCluster):
+    """The tests' cluster client: KEYS and DBSIZE look at every master, as on one server."""
+
+    async def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().keys(pattern, target_nodes=aioredis.RedisCluster.PRIMARIES, **kwargs)
+
+    async def dbsize(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().dbsize(target_nodes=aioredis.RedisCluster.PRIMARIES, **kwargs)
+
+
 def async_test_client(url: str) -> RedisClient:
     """A plain asyncio client of the test Redis (a cluster client on the cluster)."""
     if ON_CLUSTER:
-        return aioredis.RedisCluster.from_url(url)
+        return WholeClusterClient.from_url(url)
     return aioredis.Redis.from_url(url)
 
 
@@ -183,6 +193,8 @@ def make_settings(redis_server: TestRedis) -> Callable[..., Settings]:
             values[f"{carrier}_client_secret"] = f"{carrier}-test-secret"
             if base_url:
                 values[f"{carrier}_base_url"] = base_url
+        if overrides.get("redis_url", redis_server.url) != redis_server.url:
+            values["redis_cluster"] = False  # a server of the test's own (own_redis) is one server
         values.update(overrides)
         return Settings(**values)
 
