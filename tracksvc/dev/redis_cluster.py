@@ -103,7 +103,7 @@ class RedisClusterProcesses:
         return [node.port for node in self.nodes]
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Start the six processes, create the cluster and wait until it is ok."""
+        """Start the six processes, create the cluster, wait until it is ok and every replica in step."""
         for node in self.nodes:
             node.start()
         created = subprocess.run(
@@ -119,6 +119,7 @@ class RedisClusterProcesses:
             raise RedisServerError("redis-cli --cluster create failed: " + created.stdout.decode()[-500:])
         try:
             self.wait_ok(timeout_s)
+            self.wait_replicated(timeout_s)
         except RedisServerError:
             self.close()
             raise
