@@ -135,7 +135,7 @@ async def test_a_replica_that_finds_the_lock_held_waits_without_trying_it_again(
 ) -> None:
     """The first read saw the lock held and nothing cached: the replica subscribes at once, no second try."""
     number = _in_transit(sandbox, 7_007)
-    redis = connect_redis(counted.settings.redis_url or "")
+    redis = connect_redis(counted.settings.redis_url or "", cluster=counted.settings.redis_cluster)
     async with aiohttp.ClientSession() as session:
         adapters = {c: cls(session, counted.settings.carrier(c)) for c, cls in REGISTRY.items()}
         holder = Tracker.from_settings(

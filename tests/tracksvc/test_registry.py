@@ -347,6 +347,7 @@ async def test_every_acknowledged_record_survives_a_redis_crash(
     await fresh.aclose()
 
 
+@pytest.mark.single_redis
 async def test_the_service_answers_again_after_a_redis_restart(
     service: Any, redis_server: RedisServer
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,6 +41,36 @@ class ClusterClient(RedisCluster):
         except RedisClusterException as exc:
             raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
         return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            raise connection_race(exc) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it should be
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """redis-py's cluster pipeline, with :func:`connection_race` as a ``ConnectionError``."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            return await super().execute(*args, **kwargs)
+        except AttributeError as exc:
+            raise connection_race(exc) from exc
+
+
+def connection_race(exc: AttributeError) -> RedisConnectionError:
+    """
+    redis-py (8.1) can close a cluster node's idle connections after a failed command
+    while another task is opening one of them (``'NoneType' object has no attribute
+    'writelines'``): for the caller, the connection failed, which it did.
+    """
+    return RedisConnectionError(f"Redis connection closed under a command during a failover ({exc})")
 
 
 def redis_client(url: str, *, cluster: bool = False) -> RedisClient:

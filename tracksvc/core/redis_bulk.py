@@ -40,7 +40,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tracksvc.core.redis import RedisClient
+from tracksvc.core.redis import RedisClient, connection_race
 
 #: One command: its name and arguments (numbers already turned into text).
 Command = tuple[str | bytes, ...]
@@ -144,6 +144,8 @@ async def _send_by_node(redis: RedisCluster, commands: Sequence[Command]) -> lis
         conn = node.acquire_connection()
         try:
             got = await exchange(conn, [commands[i] for i in indexes])
+        except AttributeError as exc:
+            raise connection_race(exc) from exc
         finally:
             node.release(conn)
         for i, reply in zip(indexes, got, strict=True):

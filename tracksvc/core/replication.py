@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
-from tracksvc.core.redis import RedisClient
+from tracksvc.core.redis import RedisClient, connection_race
 from tracksvc.core.redis_bulk import exchange
 
 #: Barrier keys (one per master; each lives a second).
@@ -95,6 +95,8 @@ async def _barrier_on_node(redis: RedisCluster, node: ClusterNode, replicas: int
     conn = node.acquire_connection()
     try:
         replies = await exchange(conn, _barrier_commands(_key_served_by(redis, node), replicas, timeout_ms))
+    except AttributeError as exc:
+        raise connection_race(exc) from exc
     finally:
         node.release(conn)
     return _count(replies)
