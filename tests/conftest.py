@@ -60,6 +60,15 @@ ON_CLUSTER = TEST_REDIS == "cluster"
 TestRedis = RedisServer | RedisClusterProcesses
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out what this Redis cannot run: ``single_redis`` on the cluster, ``cluster_only`` off it."""
+    unfit = "single_redis" if ON_CLUSTER else "cluster_only"
+    kept = [item for item in items if item.get_closest_marker(unfit) is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 def _running(server: TestRedis) -> None:
     """Start the shared server again when a test stopped it (the cluster is never stopped)."""
     if isinstance(server, RedisServer) and server.process is None:
