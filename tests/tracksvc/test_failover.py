@@ -5,6 +5,8 @@ and the write confirmation of ``TRACKSVC_REDIS_WRITE_REPLICAS``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -21,6 +23,8 @@ from tracksvc.core.settings import Settings
 from tracksvc.dev.failover_drill import run_drill
 from tracksvc.dev.redis_cluster import RedisClusterProcesses
 from tracksvc.dev.redis_server import RedisServer
+from tracksvc.domain import changes
+from tracksvc.service.answers import AnswerCache
 
 
 @pytest.fixture
@@ -130,3 +134,35 @@ async def test_writes_on_the_cluster_are_acknowledged_once_replicas_have_them(
         assert await plain.exists(key) == 1
     finally:
         await plain.aclose()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_the_change_listener_follows_its_node_to_the_promoted_replica(
+    own_cluster: RedisClusterProcesses, cluster_client: RedisCluster
+) -> None:
+    """The node the kept answers' subscription is on dies: it resubscribes on its successor, unprompted."""
+    answers = AnswerCache(ttl_s=10, max_entries=10, redis=cluster_client)
+    heard: list[set[str]] = []
+    listener = asyncio.create_task(answers.listen(heard=heard.append))
+    try:
+        await _until(lambda: answers.listening, 5, "never subscribed")
+        port = cluster_client.get_node_from_key(changes.CHANGES_CHANNEL).port
+        own_cluster.kill(next(n for n in own_cluster.nodes if n.port == port))
+        await _until(lambda: not answers.listening, 10, "the dead node was never noticed")
+        # No other command runs here: the listener itself must find the promoted replica.
+        await _until(lambda: answers.listening, 20, "never subscribed again")
+        publisher = redis_client(own_cluster.url, cluster=True)
+        try:
+            await publisher.publish(changes.CHANGES_CHANNEL, changes.encode({"r:AFTER"}))
+        finally:
+            await publisher.aclose()
+        await _until(lambda: {"r:AFTER"} in heard, 5, "the change after the failover was not heard")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)

@@ -110,7 +110,7 @@ def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
     return aioredis.Redis.from_pool(pool)
 
 
-async def open_pubsub(redis: RedisClient) -> PubSub:
+async def open_pubsub(redis: RedisClient, *, reread_slots: bool = False) -> PubSub:
     """
     A pub/sub connection of ``redis`` (not yet subscribed).
 
@@ -119,9 +119,19 @@ async def open_pubsub(redis: RedisClient) -> PubSub:
     sent a command yet. A classic ``PUBLISH`` reaches every node of a cluster,
     so listening on any one node hears every replica's messages.
 
+    Args:
+        reread_slots: read the cluster's slot map again first (after the node a
+            subscription was on failed, so the next one goes to its successor
+            even when no other command has noticed the failover yet).
+
     Raises:
         redis.exceptions.RedisError: the cluster could not be reached.
     """
     if isinstance(redis, RedisCluster):
         await redis.initialize()
+        if reread_slots:
+            try:
+                await redis.nodes_manager.initialize()
+            except RedisClusterException as exc:
+                raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
     return redis.pubsub()

@@ -152,10 +152,12 @@ class AnswerCache:
         """
         if self.redis is None:
             return
+        failed = False
         while True:
             pubsub: PubSub | None = None
             try:
-                pubsub = await open_pubsub(self.redis)
+                pubsub = await open_pubsub(self.redis, reread_slots=failed)
+                failed = False
                 await pubsub.subscribe(changes.CHANGES_CHANNEL)
                 self.clear()
                 self.listening = True
@@ -168,6 +170,7 @@ class AnswerCache:
                             heard(tags)
             except (RedisError, OSError) as exc:
                 log.warning("answer_changes_unheard", error=type(exc).__name__)
+                failed = True
             except Exception:  # a bug must not leave this replica deaf for good: log it, listen again
                 log.exception("answer_listener_failed")
             finally:
