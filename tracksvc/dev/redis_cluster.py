@@ -4,7 +4,9 @@ masters, three replicas), for the tests and the failover benchmark.
 
 Each node is a :class:`~tracksvc.dev.redis_server.RedisServer` started with
 ``--cluster-enabled yes`` and a short ``cluster-node-timeout``, so a killed
-master is replaced by its replica within a few seconds. The cluster is
+master is replaced by its replica within a few seconds, and ``appendfsync
+everysec`` (a SIGKILLed node loses no acknowledged write the kernel holds;
+replicas, and ``WAIT``, are what this layout relies on). The cluster is
 created with ``redis-cli --cluster create ... --cluster-replicas 1``, as an
 operator would, and is ready once every node says ``cluster_state:ok``.
 """
@@ -67,6 +69,9 @@ class ClusterNode(RedisServer):
             "--cluster-port", str(self.bus_port),
             # A replica whose master died long ago still takes over: the drill must recover.
             "--cluster-replica-validity-factor", "0",
+            # As compose.cluster.yaml: a killed process loses nothing the kernel holds, and six
+            # nodes fsyncing every write on a small machine stall each other past a request's budget.
+            "--appendfsync", "everysec",
         ]
 
 
