@@ -31,6 +31,9 @@ from tracksvc.economy.quota import BLOCK_READ_EVERY_S, Budget, QuotaLimits, Refu
 from tracksvc.economy.singleflight import flight_key
 from tracksvc.economy.tracker import Freshness, Tracker
 
+#: Round trips of a one-server client (a cluster client adds its own slot-map reads).
+pytestmark = pytest.mark.single_redis
+
 _COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
 
 
