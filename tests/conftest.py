@@ -1,6 +1,12 @@
 """
 Shared fixtures: a real redis-server process, the carrier sandbox on
 loopback, and settings pointing at both.
+
+``TRACKSVC_TEST_REDIS=cluster`` makes the Redis fixtures (``redis_server``,
+``redis_client``, ``cli_env``, ``make_settings`` and so the services) use a
+real Redis Cluster of six nodes on loopback instead of one server, with
+``TRACKSVC_REDIS_CLUSTER=true``; ``.ci/test`` runs the Redis-backed modules
+both ways. ``own_redis`` stays one server of the test's own.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
 import structlog
 from aiohttp import web
 
 from carriers.sandbox.app import create_sandbox_app, state_key
 from carriers.sandbox.state import SandboxState
+from tests.cluster_recording import RecordingConnection, SlotRecorder
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.settings import Settings
+from tracksvc.dev.redis_cluster import RedisClusterProcesses
 from tracksvc.dev.redis_server import RedisServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -40,13 +50,76 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+#: Which Redis the shared fixtures provide: ``server`` (one process) or ``cluster``.
+TEST_REDIS = os.environ.get("TRACKSVC_TEST_REDIS", "server")
+if TEST_REDIS not in ("server", "cluster"):
+    raise RuntimeError(f"TRACKSVC_TEST_REDIS must be server or cluster, not {TEST_REDIS!r}")
+ON_CLUSTER = TEST_REDIS == "cluster"
+
+#: What ``redis_server`` yields: one server, or the cluster (``url`` names a startup node).
+TestRedis = RedisServer | RedisClusterProcesses
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out what this Redis cannot run: ``single_redis`` on the cluster, ``cluster_only`` off it."""
+    unfit = "single_redis" if ON_CLUSTER else "cluster_only"
+    kept = [item for item in items if item.get_closest_marker(unfit) is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+def _running(server: TestRedis) -> None:
+    """Start the shared server again when a test stopped it (the cluster is never stopped)."""
+    if isinstance(server, RedisServer) and server.process is None:
+        server.start()
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One real redis-server for the whole run (AOF on)."""
-    server = RedisServer()
+def redis_server() -> Iterator[TestRedis]:
+    """One real redis-server (AOF on), or one real Redis Cluster, for the whole run."""
+    server: TestRedis = RedisClusterProcesses() if ON_CLUSTER else RedisServer()
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def _one_slot_per_command(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """
+    On the cluster, every command any cluster client of the test sends is recorded; the
+    test fails when one command, MULTI block or script names keys of two slots.
+    """
+    if not ON_CLUSTER or "redis_server" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("redis_server")
+    recorder = SlotRecorder(server.nodes[0].port)
+    monkeypatch.setattr(redis.asyncio.cluster, "Connection", RecordingConnection)
+    RecordingConnection.recorder = recorder
+    try:
+        yield
+    finally:
+        RecordingConnection.recorder = None
+    problems = recorder.violations()
+    assert not problems, "cross-slot Redis commands: " + "; ".join(problems[:10])
+
+
+class WholeClusterClient(aioredis.RedisCluster):
+    """The tests' cluster client: KEYS and DBSIZE look at every master, as on one server."""
+
+    async def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().keys(pattern, target_nodes=aioredis.RedisCluster.PRIMARIES, **kwargs)
+
+    async def dbsize(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().dbsize(target_nodes=aioredis.RedisCluster.PRIMARIES, **kwargs)
+
+
+def async_test_client(url: str) -> RedisClient:
+    """A plain asyncio client of the test Redis (a cluster client on the cluster)."""
+    if ON_CLUSTER:
+        return WholeClusterClient.from_url(url)
+    return aioredis.Redis.from_url(url)
 
 
 @pytest.fixture
@@ -63,25 +136,25 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def cli_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+def cli_env(redis_server: TestRedis, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     """For CLI tests: TRACKSVC_* cleared, TRACKSVC_REDIS_URL the test Redis (flushed); a plain client."""
-    if redis_server.process is None:  # a test stopped it
-        redis_server.start()
+    _running(redis_server)
     for name in [k for k in os.environ if k.startswith("TRACKSVC_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKSVC_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    if ON_CLUSTER:
+        monkeypatch.setenv("TRACKSVC_REDIS_CLUSTER", "true")
+    client: Any = (redis.RedisCluster if ON_CLUSTER else redis.Redis).from_url(redis_server.url)
+    client.flushall()  # on a cluster: every master
     yield client
     client.close()
 
 
 @pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    """A client on a flushed database."""
-    if redis_server.process is None:  # a test stopped it
-        redis_server.start()
-    client = aioredis.Redis.from_url(redis_server.url)
+async def redis_client(redis_server: TestRedis) -> AsyncIterator[RedisClient]:
+    """A client on a flushed database (on a cluster: every master flushed)."""
+    _running(redis_server)
+    client = async_test_client(redis_server.url)
     await client.flushall()
     yield client
     await client.aclose()
@@ -109,12 +182,13 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-def make_settings(redis_server: RedisServer) -> Callable[..., Settings]:
+def make_settings(redis_server: TestRedis) -> Callable[..., Settings]:
     """Settings for tests; carriers point at ``base_url`` (the sandbox) when given."""
 
     def factory(base_url: str | None = None, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "redis_url": redis_server.url,
+            "redis_cluster": ON_CLUSTER,
             "api_keys": "agent:agent-key,portal:portal-key,warehouse:warehouse-key,"
             "ingest:ingest-key,admin:admin-key",
             "carrier_timeout_s": 3.0,
@@ -128,6 +202,8 @@ def make_settings(redis_server: RedisServer) -> Callable[..., Settings]:
             values[f"{carrier}_client_secret"] = f"{carrier}-test-secret"
             if base_url:
                 values[f"{carrier}_base_url"] = base_url
+        if overrides.get("redis_url", redis_server.url) != redis_server.url:
+            values["redis_cluster"] = False  # a server of the test's own (own_redis) is one server
         values.update(overrides)
         return Settings(**values)
 
@@ -144,7 +220,7 @@ ADMIN = {"Authorization": "Bearer admin-key"}
 @pytest.fixture
 async def service(
     sandbox: Sandbox,
-    redis_client: aioredis.Redis,
+    redis_client: RedisClient,
     make_settings: Callable[..., Settings],
     aiohttp_client: Any,
 ) -> Any:
@@ -157,7 +233,7 @@ async def service(
 @pytest.fixture
 def service_with(
     sandbox: Sandbox,
-    redis_client: aioredis.Redis,
+    redis_client: RedisClient,
     make_settings: Callable[..., Settings],
     aiohttp_client: Any,
 ) -> Callable[..., Any]:

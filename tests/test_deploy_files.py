@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
 from tracksvc.core.settings import Settings
 
@@ -109,20 +108,16 @@ def test_the_single_redis_file_gives_settings_that_validate() -> None:
         assert settings.host == "0.0.0.0"
 
 
-def test_the_cluster_setting_is_refused_until_it_is_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TRACKSVC_REDIS_CLUSTER=true stops every command at start with a clear error, never ignored."""
+def test_the_cluster_file_runs_the_replicas_in_cluster_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACKSVC_REDIS_CLUSTER=true is a setting the replicas of the cluster file start with."""
     monkeypatch.setenv("TRACKSVC_REDIS_CLUSTER", "true")
-    with pytest.raises(ValidationError, match="TRACKSVC_REDIS_CLUSTER=true is not implemented yet"):
-        Settings()
-    monkeypatch.setenv("TRACKSVC_REDIS_CLUSTER", "false")
-    assert Settings().redis_cluster is False
+    assert Settings().redis_cluster is True
     doc = compose("compose.cluster.yaml")
     for name, svc in replicas(doc).items():
         values = {var[len(PREFIX):].lower(): interpolated(v) for var, v in environment(svc).items()}
-        assert values.pop("redis_cluster") == "true", name
-        Settings.model_validate(values)  # everything else in the cluster file is valid today
-        with pytest.raises(ValidationError, match="not implemented yet"):
-            Settings.model_validate({**values, "redis_cluster": "true"})
+        settings = Settings.model_validate(values)
+        assert settings.redis_cluster is True, name
+        assert "PENDING" not in (ROOT / "compose.cluster.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)

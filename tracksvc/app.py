@@ -19,6 +19,7 @@ from tracksvc.api.middlewares import (
     error_middleware,
     make_auth_middleware,
     make_body_limit_middleware,
+    make_replicated_writes_middleware,
 )
 from tracksvc.api.routes.batch import add_batch_routes
 from tracksvc.api.routes.ops import add_ops_routes
@@ -45,7 +46,8 @@ STREAMING_ROUTES = frozenset({("POST", "/v1/shipments/import")})
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """One Redis client (pool) for the app."""
-    app[redis_key] = redis_client(app[settings_key].redis_url or DEFAULT_REDIS_URL)
+    settings = app[settings_key]
+    app[redis_key] = redis_client(settings.redis_url or DEFAULT_REDIS_URL, cluster=settings.redis_cluster)
     yield
     await app[redis_key].aclose()
 
@@ -92,6 +94,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
             error_middleware,
             make_body_limit_middleware(settings.max_body_bytes, STREAMING_ROUTES),
             make_auth_middleware(settings.api_keys),
+            *(
+                [make_replicated_writes_middleware(
+                    lambda request: request.app[redis_key],
+                    settings.redis_write_replicas, settings.redis_write_replicas_timeout_s,
+                )]
+                if settings.redis_write_replicas else []
+            ),
         ],
         client_max_size=settings.max_body_bytes,
     )

@@ -31,6 +31,9 @@ from tracksvc.economy.quota import BLOCK_READ_EVERY_S, Budget, QuotaLimits, Refu
 from tracksvc.economy.singleflight import flight_key
 from tracksvc.economy.tracker import Freshness, Tracker
 
+#: Round trips of a one-server client (a cluster client adds its own slot-map reads).
+pytestmark = pytest.mark.single_redis
+
 _COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
 
 
@@ -135,7 +138,7 @@ async def test_a_replica_that_finds_the_lock_held_waits_without_trying_it_again(
 ) -> None:
     """The first read saw the lock held and nothing cached: the replica subscribes at once, no second try."""
     number = _in_transit(sandbox, 7_007)
-    redis = connect_redis(counted.settings.redis_url or "")
+    redis = connect_redis(counted.settings.redis_url or "", cluster=counted.settings.redis_cluster)
     async with aiohttp.ClientSession() as session:
         adapters = {c: cls(session, counted.settings.carrier(c)) for c, cls in REGISTRY.items()}
         holder = Tracker.from_settings(

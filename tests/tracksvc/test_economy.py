@@ -54,7 +54,7 @@ async def make_tracker(
         values: dict[str, Any] = {"carrier_retry_attempts": 1, **overrides}
         settings = make_settings(sandbox.url, **values)
         session = aiohttp.ClientSession()
-        redis = connect_redis(settings.redis_url or "")
+        redis = connect_redis(settings.redis_url or "", cluster=settings.redis_cluster)
         adapters = {c: cls(session, settings.carrier(c)) for c, cls in REGISTRY.items()}
         cache = TrackingCache(redis, TtlPolicy.from_settings(settings))
         tracker = Tracker.from_settings(adapters, cache, redis, settings)

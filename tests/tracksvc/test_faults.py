@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
@@ -157,6 +159,7 @@ async def test_token_that_expires_is_renewed(service: Any, sandbox: Sandbox) -> 
     assert sandbox.state.calls["ups:token"] == 2
 
 
+@pytest.mark.single_redis
 async def test_redis_killed_and_restarted_under_load(
     service: Any, sandbox: Sandbox, redis_server: RedisServer
 ) -> None:

@@ -284,6 +284,7 @@ async def test_malformed_ups_events_are_clear_json_errors(service: Any, body: by
     assert answer["error"]["message"]
 
 
+@pytest.mark.single_redis
 async def test_with_redis_down_pushes_and_subscriptions_are_503_json(
     service: Any, redis_server: RedisServer
 ) -> None:

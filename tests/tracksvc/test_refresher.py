@@ -15,7 +15,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import Sandbox
+from tests.conftest import ON_CLUSTER, Sandbox
 from tests.tracksvc.registry_helpers import (
     hours_ago,
     number_of,
@@ -244,7 +244,8 @@ async def test_cli_refresher_once_prints_its_report(
     """``tracksvc refresher --once`` runs one cycle without HTTP and prints what it did."""
     client = await service_with()
     await register(client, shipment("S-CLI", "ups-label-5d"))
-    env = {**os.environ, "TRACKSVC_REDIS_URL": redis_server.url, "TRACKSVC_LOG_LEVEL": "warning"}
+    env = {**os.environ, "TRACKSVC_REDIS_URL": redis_server.url, "TRACKSVC_LOG_LEVEL": "warning",
+           "TRACKSVC_REDIS_CLUSTER": str(ON_CLUSTER).lower()}
     for carrier in ("UPS", "FEDEX", "USPS"):
         env[f"TRACKSVC_{carrier}_BASE_URL"] = sandbox.url
         env[f"TRACKSVC_{carrier}_CLIENT_ID"] = "cli-id"

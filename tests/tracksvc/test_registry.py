@@ -221,6 +221,7 @@ async def _keys_of(client: aioredis.Redis, args: tuple[Any, ...]) -> list[bytes]
     return [k if isinstance(k, bytes) else str(k).encode() for k in keys]
 
 
+@pytest.mark.single_redis
 async def test_every_registry_command_stays_in_one_cluster_slot(
     redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
@@ -270,6 +271,7 @@ async def test_every_registry_command_stays_in_one_cluster_slot(
     await client.aclose()
 
 
+@pytest.mark.single_redis
 async def test_every_key_of_one_record_is_hash_tagged(service: Any, redis_client: aioredis.Redis) -> None:
     """Record and reference keys carry a {...} hash tag; the label indexes are single keys."""
     await register(
@@ -306,6 +308,7 @@ def test_registry_code_uses_no_multi_key_commands() -> None:
 # -- durability ---------------------------------------------------------------
 
 
+@pytest.mark.single_redis
 async def test_every_acknowledged_record_survives_a_redis_crash(
     service: Any, redis_server: RedisServer, make_settings: Callable[..., Settings]
 ) -> None:
@@ -344,6 +347,7 @@ async def test_every_acknowledged_record_survives_a_redis_crash(
     await fresh.aclose()
 
 
+@pytest.mark.single_redis
 async def test_the_service_answers_again_after_a_redis_restart(
     service: Any, redis_server: RedisServer
 ) -> None:

@@ -20,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 
 from carriers.sandbox.scenarios import ups_number
+from tests.conftest import ON_CLUSTER, async_test_client
 from tests.tracksvc.registry_helpers import hours_ago
 from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
 from tracksvc.cli.main import main
@@ -34,6 +35,7 @@ async def tracksvc(redis_url: str, *args: str, grace_hours: float | None = None)
     """Run ``python -m tracksvc ARGS``; its exit code, stdout and stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
     env["TRACKSVC_REDIS_URL"] = redis_url
+    env["TRACKSVC_REDIS_CLUSTER"] = str(ON_CLUSTER).lower()
     if grace_hours is not None:
         env["TRACKSVC_TENDER_GRACE_HOURS"] = str(grace_hours)
     process = await asyncio.create_subprocess_exec(
@@ -167,7 +169,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def seed_labels() -> None:
     """The same labels as above, written through the registry."""
     async def write() -> None:
-        client = aioredis.Redis.from_url(os.environ["TRACKSVC_REDIS_URL"])
+        client = async_test_client(os.environ["TRACKSVC_REDIS_URL"])
         await _seed_labels(client)
         await client.aclose()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.settings import Settings
 from tracksvc.economy.tracker import Tracker
 from tracksvc.freshness.refresher import Refresher
@@ -14,7 +14,7 @@ from tracksvc.registry.store import Registry
 from tracksvc.service.lookup import TrackService
 
 settings_key = web.AppKey("settings_key", Settings)
-redis_key = web.AppKey("redis_key", aioredis.Redis)
+redis_key: web.AppKey[RedisClient] = web.AppKey("redis_key")
 http_key = web.AppKey("http_key", aiohttp.ClientSession)
 tracker_key = web.AppKey("tracker_key", Tracker)
 service_key = web.AppKey("service_key", TrackService)

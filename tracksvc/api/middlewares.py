@@ -1,7 +1,8 @@
 """
 Request middlewares: request context for logs (with one canonical line per
 request), errors as JSON (never a stack trace; an unexpected one names its
-request id), bounded request bodies, and API-key roles.
+request id), bounded request bodies, API-key roles, and writes confirmed by
+Redis replicas before they are acknowledged.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
 from tracksvc.core.errors import BodyTooLarge, Forbidden, RegistryUnavailable, RequestError, Unauthorized
+from tracksvc.core.redis import RedisClient
+from tracksvc.core.replication import confirmed_replicas
 
 log = structlog.get_logger("http")
 
@@ -207,3 +211,47 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             + (f" under request id {request_id}" if request_id else ""),
             request_id=request_id,
         )
+
+
+#: Requests that change nothing a caller relies on, though not GET: a batch of lookups.
+READ_ONLY_WRITES = frozenset({("POST", "/v1/track")})
+#: Methods whose 2xx acknowledges a write.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def make_replicated_writes_middleware(
+    redis: Callable[[web.Request], RedisClient], replicas: int, timeout_s: float
+) -> Any:
+    """
+    Answer a write's 2xx only once ``replicas`` Redis replicas have it (``TRACKSVC_REDIS_WRITE_REPLICAS``).
+
+    After the handler succeeded, every master is asked to ``WAIT`` for its
+    replicas (:mod:`tracksvc.core.replication`); fewer within ``timeout_s``, or
+    Redis not answering, turns the 2xx into ``503 write_not_replicated``: the
+    write was applied but could be lost with its master, so the caller sends it
+    again (every write is idempotent).
+    """
+
+    @web.middleware
+    async def replicated_writes_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.method not in WRITE_METHODS or not 200 <= response.status < 300 or response.prepared:
+            return response
+        route = request.match_info.route.resource
+        if route is not None and (request.method, route.canonical) in READ_ONLY_WRITES:
+            return response
+        try:
+            confirmed = await confirmed_replicas(redis(request), replicas, timeout_s)
+        except (RedisError, OSError) as exc:
+            log.warning("write_not_replicated", error=type(exc).__name__)
+            confirmed = None
+        if confirmed is not None and confirmed >= replicas:
+            return response
+        found = "Redis could not be asked" if confirmed is None else f"{confirmed} confirmed it"
+        return error_response(
+            503, "write_not_replicated",
+            f"the write was applied but not confirmed by {replicas} Redis replica(s) within "
+            f"{timeout_s:g} s ({found}); it could be lost if a Redis master fails: send it again",
+        )
+
+    return replicated_writes_middleware

@@ -120,11 +120,11 @@ async def _lines(handle: Iterable[bytes]) -> AsyncIterator[bytes]:
 
 
 async def import_file(
-    handle: IO[bytes], fmt: ImportFormat, redis_url: str, *, show_progress: bool
+    handle: IO[bytes], fmt: ImportFormat, redis_url: str, *, show_progress: bool, cluster: bool = False
 ) -> ImportReport:
     """Import one open file into the registry, with a progress bar on stderr."""
     total = count_lines(handle)
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, cluster=cluster)
     bar = tqdm(total=total, unit=" lines", file=sys.stderr, disable=not show_progress, mininterval=0.5)
     try:
         return await import_lines(
@@ -161,7 +161,9 @@ def run_import(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with args.file.open("rb") as handle:
-            report = asyncio.run(import_file(handle, fmt, url, show_progress=not args.no_progress))
+            report = asyncio.run(import_file(
+                handle, fmt, url, show_progress=not args.no_progress, cluster=settings.redis_cluster
+            ))
     except OSError as exc:
         return fail(f"Cannot read {args.file}: {exc.strerror or exc}.")
     except ValidationFailed as exc:
@@ -198,10 +200,11 @@ class StalledPage:
 
 
 async def stalled_page(
-    redis_url: str, *, older_than_h: float, origin: str | None, limit: int, cursor: str | None
+    redis_url: str, *, older_than_h: float, origin: str | None, limit: int, cursor: str | None,
+    cluster: bool = False,
 ) -> StalledPage:
     """One page of the warehouse list; for an origin with nothing listed, its unscanned labels at any age."""
-    client = redis_client(redis_url)
+    client = redis_client(redis_url, cluster=cluster)
     try:
         now = time.time()
         labels, next_cursor = await Registry(client).stalled(
@@ -264,7 +267,7 @@ def run_stalled(args: argparse.Namespace) -> int:
     try:
         page = asyncio.run(stalled_page(
             settings.redis_url or DEFAULT_REDIS_URL, older_than_h=older_than_h,
-            origin=args.origin, limit=args.limit, cursor=args.cursor,
+            origin=args.origin, limit=args.limit, cursor=args.cursor, cluster=settings.redis_cluster,
         ))
     except ValidationFailed as exc:
         return fail(_sentence(exc.message))

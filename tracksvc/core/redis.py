@@ -1,16 +1,29 @@
-"""How tracksvc connects to Redis."""
+"""How tracksvc connects to Redis: one server, or a Redis Cluster through one startup node."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 #: Connections per client; more concurrent commands wait for one (up to ``POOL_WAIT_S``).
 MAX_CONNECTIONS = 100
 POOL_WAIT_S = 2.0
+#: Connections per cluster node. redis-py's cluster pool does not queue for a free
+#: connection (it raises), so it gets room for a burst of lookups on one node.
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1000
+#: Tries after a failed cluster command (each re-reads the slot map first: a failover).
+CLUSTER_RETRIES = 2
+
+#: A client of either kind: every tracksvc module takes this.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 
 class Connection(aioredis.Connection):
@@ -40,7 +53,56 @@ class Connection(aioredis.Connection):
             self.socket_timeout = timeout
 
 
-def redis_client(url: str) -> aioredis.Redis:
+
+class ClusterClient(RedisCluster):
+    """
+    redis-py's cluster client, whose "cannot reach the cluster" is a :class:`RedisError`.
+
+    redis-py raises :class:`~redis.exceptions.RedisClusterException` (not a
+    ``RedisError``) when no startup node answers while it reads the slot map;
+    every tracksvc step falls back on ``RedisError`` (a carrier answer, a 503),
+    so here that becomes the ``ConnectionError`` it is.
+    """
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            raise connection_race(exc) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it should be
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """redis-py's cluster pipeline, with :func:`connection_race` as a ``ConnectionError``."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            return await super().execute(*args, **kwargs)
+        except AttributeError as exc:
+            raise connection_race(exc) from exc
+
+
+def connection_race(exc: AttributeError) -> RedisConnectionError:
+    """
+    redis-py (8.1) can close a cluster node's idle connections after a failed command
+    while another task is opening one of them (``'NoneType' object has no attribute
+    'writelines'``): for the caller, the connection failed, which it did.
+    """
+    return RedisConnectionError(f"Redis connection closed under a command during a failover ({exc})")
+
+
+def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
     """
     A Redis client (pool) that fails fast: one quick retry, short timeouts.
 
@@ -50,7 +112,21 @@ def redis_client(url: str) -> aioredis.Redis:
     redis-py's plain pool raises "Too many connections" once 100 commands are
     in flight, which a burst of lookups reaches at once; here they queue for
     a connection instead.
+
+    With ``cluster``, ``url`` names one node of a Redis Cluster: the client
+    reads the slot map from it and sends each command to the master owning
+    its key's slot, re-reading the map after a failover (a MOVED answer or a
+    node that stopped answering).
     """
+    if cluster:
+        return ClusterClient.from_url(
+            url,
+            max_connections=CLUSTER_MAX_CONNECTIONS_PER_NODE,
+            socket_connect_timeout=0.5,
+            socket_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), CLUSTER_RETRIES),
+            health_check_interval=15,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -62,3 +138,30 @@ def redis_client(url: str) -> aioredis.Redis:
         health_check_interval=15,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+async def open_pubsub(redis: RedisClient, *, reread_slots: bool = False) -> PubSub:
+    """
+    A pub/sub connection of ``redis`` (not yet subscribed).
+
+    On a cluster the client reads the slot map first: redis-py's cluster pub/sub
+    picks its node by the channel's slot and fails on a client that has not
+    sent a command yet. A classic ``PUBLISH`` reaches every node of a cluster,
+    so listening on any one node hears every replica's messages.
+
+    Args:
+        reread_slots: read the cluster's slot map again first (after the node a
+            subscription was on failed, so the next one goes to its successor
+            even when no other command has noticed the failover yet).
+
+    Raises:
+        redis.exceptions.RedisError: the cluster could not be reached.
+    """
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+        if reread_slots:
+            try:
+                await redis.nodes_manager.initialize()
+            except RedisClusterException as exc:
+                raise RedisConnectionError(f"Redis Cluster not reachable: {exc}") from exc
+    return redis.pubsub()

@@ -53,10 +53,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKSVC_", extra="ignore")
 
     redis_url: str | None = None
-    #: Treat ``redis_url`` as a startup node of a Redis Cluster. NOT IMPLEMENTED YET: tracksvc
-    #: talks to one Redis server, so ``true`` is refused at startup (every command that reads
-    #: the settings) rather than silently ignored. The key layout is cluster-ready (hash tags).
+    #: Treat ``redis_url`` as a startup node of a Redis Cluster (the client finds the others).
     redis_cluster: bool = False
+    #: Replicas that must confirm a write (Redis ``WAIT``) before the API acknowledges it with a
+    #: 2xx; fewer within ``redis_write_replicas_timeout_s`` answers 503 (0: no wait).
+    redis_write_replicas: int = Field(default=0, ge=0, le=16)
+    redis_write_replicas_timeout_s: float = Field(default=1.0, gt=0, le=1.5)
     host: str = "127.0.0.1"
     port: int = 8080
     #: ``role:key`` pairs, comma-separated.
@@ -231,17 +233,6 @@ class Settings(BaseSettings):
     #: backstop should a change message be lost (changes drop them at once; 0: keep none).
     answer_cache_ttl_s: float = Field(default=10.0, ge=0, le=300)
     answer_cache_max_entries: int = Field(default=10_000, ge=0, le=1_000_000)
-
-    @field_validator("redis_cluster")
-    @classmethod
-    def _cluster_not_yet(cls, value: bool) -> bool:
-        """Refuse Redis Cluster until it is implemented: a replica must not half-work against one."""
-        if value:
-            raise ValueError(
-                "TRACKSVC_REDIS_CLUSTER=true is not implemented yet: tracksvc needs one Redis server "
-                "(TRACKSVC_REDIS_URL); unset it or set it to false"
-            )
-        return value
 
     @field_validator("business_timezone")
     @classmethod

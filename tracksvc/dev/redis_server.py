@@ -65,6 +65,10 @@ class RedisServer:
         """The redis:// URL of this server."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def extra_args(self) -> list[str]:
+        """More redis-server arguments (a cluster node adds its own)."""
+        return []
+
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the process and wait until it accepts connections."""
         args = [
@@ -77,6 +81,7 @@ class RedisServer:
             "--save", "",
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            *self.extra_args(),
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

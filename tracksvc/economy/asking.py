@@ -24,13 +24,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import structlog
 
 from carriers.base import CarrierAdapter, missing_from_answer, unavailable_message
 from tracksvc.core.errors import CarrierError, CarrierTimeout
 from tracksvc.core.metrics import Metrics
 from tracksvc.core.models import Carrier, CarrierMessage, TrackingResult
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.settings import Settings
 from tracksvc.economy.batching import Batcher
 from tracksvc.economy.breaker import BreakerState, CircuitBreaker
@@ -77,7 +77,7 @@ def unlimited_gates(
 
 
 def gates_from_settings(
-    adapters: Mapping[Carrier, CarrierAdapter], redis: aioredis.Redis, settings: Settings, metrics: Metrics
+    adapters: Mapping[Carrier, CarrierAdapter], redis: RedisClient, settings: Settings, metrics: Metrics
 ) -> dict[Carrier, CarrierGate]:
     """Each carrier's gate with the shared budget and the circuit breaker the settings describe."""
     gates = {}

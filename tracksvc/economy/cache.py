@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier, CarrierMessage, TrackingResult, TrackingStatus
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_keys import track_key_prefix
 from tracksvc.core.settings import Settings
@@ -229,14 +229,14 @@ class TrackingCache:
         local_max_entries: how many answers it keeps in memory at most.
     """
 
-    def __init__(self, redis: aioredis.Redis, ttl: TtlPolicy, *, local_ttl_s: float = 0.0,
+    def __init__(self, redis: RedisClient, ttl: TtlPolicy, *, local_ttl_s: float = 0.0,
                  local_max_entries: int = 10_000) -> None:
         self.redis = redis
         self.ttl = ttl
         self.local = LocalAnswers(ttl, ttl_s=local_ttl_s, max_entries=local_max_entries)
 
     @classmethod
-    def from_settings(cls, redis: aioredis.Redis, settings: Settings) -> TrackingCache:
+    def from_settings(cls, redis: RedisClient, settings: Settings) -> TrackingCache:
         """The cache the settings describe."""
         return cls(
             redis,

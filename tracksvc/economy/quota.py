@@ -42,11 +42,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_keys import quota_key_prefix
 from tracksvc.core.settings import Settings
@@ -407,7 +407,7 @@ class Budget:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         carrier: Carrier,
         limits: QuotaLimits,
         shares: QuotaShares | None = None,

@@ -41,11 +41,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import RedisClient, open_pubsub
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_keys import flight_key_prefix
 
@@ -214,7 +215,7 @@ class RedisFlights:
         result_ttl_s: how long a flight's outcome stays readable after it ended.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, lock_ttl_s: float = 2.0, result_ttl_s: float = 5.0) -> None:
+    def __init__(self, redis: RedisClient, *, lock_ttl_s: float = 2.0, result_ttl_s: float = 5.0) -> None:
         self.redis = redis
         self.lock_ttl_s = lock_ttl_s
         self.result_ttl_s = result_ttl_s
@@ -354,9 +355,10 @@ class RedisFlights:
         loop = asyncio.get_running_loop()
         lock_key = flight_key(carrier, number, "lock")
         result_key = flight_key(carrier, number, "result")
-        pubsub = self.redis.pubsub()
+        pubsub: PubSub | None = None
         try:
             async with redis_step("flight subscribe"):
+                pubsub = await open_pubsub(self.redis)
                 await pubsub.subscribe(flight_key(carrier, number, "done"))
             while True:
                 pipe = self.redis.pipeline(transaction=False)
@@ -384,5 +386,6 @@ class RedisFlights:
             log.warning("flight_wait_unavailable", carrier=carrier.value, error=str(exc))
             return Waited(WaitOutcome.unavailable)
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -37,12 +37,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-import redis.asyncio as aioredis
 import structlog
 
 from carriers.base import CarrierAdapter
 from tracksvc.core.metrics import Metrics
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.settings import Settings
 from tracksvc.domain.references import Candidate
 from tracksvc.economy import policy
@@ -105,7 +105,7 @@ class Tracker:
         cls,
         adapters: Mapping[Carrier, CarrierAdapter],
         cache: TrackingCache,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         settings: Settings,
         *,
         metrics: Metrics | None = None,

@@ -31,11 +31,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tracksvc.core.errors import RegistryUnavailable
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_keys import pace_key_prefix
 from tracksvc.core.settings import Settings
 from tracksvc.economy.quota import QuotaLimits
@@ -120,7 +120,7 @@ class Pace:
         cycle_s: how often each replica cycles (a take holds at most this long's calls).
     """
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings, *, cycle_s: float) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, *, cycle_s: float) -> None:
         share = refresher_share(settings)
         self.carriers = {
             c: CarrierPace(c, calls_per_second(QuotaLimits.from_settings(settings, c), share),

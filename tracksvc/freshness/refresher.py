@@ -67,12 +67,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from tracksvc.core.errors import RegistryUnavailable
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_keys import claim_key_prefix
 from tracksvc.core.settings import Settings
 from tracksvc.domain.records import ShipmentRecord
@@ -297,7 +297,7 @@ class Refresher:
         registry: Registry,
         tracker: Tracker,
         service: TrackService,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lag_gauge: LagGauge | None = None,

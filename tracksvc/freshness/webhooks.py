@@ -68,7 +68,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.exceptions import RedisError
@@ -82,6 +81,7 @@ from tracksvc.core.errors import (
     SubscriptionLimitReached,
 )
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_keys import webhooks_key_prefix as KEY_PREFIX
 from tracksvc.core.settings import Settings
 from tracksvc.core.tasks import cancel_and_wait
@@ -387,7 +387,7 @@ def _text(value: object) -> str:
 class WebhookStore:
     """Subscriptions, their states and the outbox in Redis."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._transition = redis.register_script(_TRANSITION)
         self._claim = redis.register_script(_CLAIM)

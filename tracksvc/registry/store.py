@@ -54,7 +54,6 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -65,6 +64,7 @@ from tracksvc.core.errors import (
     RegistryUnavailable,
     ValidationFailed,
 )
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_budget import redis_step
 from tracksvc.core.redis_bulk import Command, score, send_all
 from tracksvc.core.redis_keys import (
@@ -567,7 +567,7 @@ class VoidOutcome:
 class Registry:
     """Shipments, orders and references in Redis."""
 
-    def __init__(self, redis: aioredis.Redis, *, on_change: Callable[[set[str]], None] | None = None) -> None:
+    def __init__(self, redis: RedisClient, *, on_change: Callable[[set[str]], None] | None = None) -> None:
         self.redis = redis
         self._resume_at = redis.register_script(_RESUME_AT)
         #: Told the tags of every write this replica makes, once it is stored (its own kept
@@ -800,19 +800,14 @@ class Registry:
             key for earlier in previous.replaces for key in _safe_reference_keys(earlier)
         } - replaced
         tags = changes.reference_tags(number, *record.replaces, *(previous.replaces if previous else ()))
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(order_key(number), record.model_dump_json())
-                for key in _safe_reference_keys(number):
-                    pipe.hset(ref_key(key), RefKind.order.value, number)
-                for key in replaced:
-                    pipe.hset(ref_key(key), RefKind.replaced.value, number)
-                for key in dropped:
-                    pipe.eval(_HDEL_IF_SAME, 1, ref_key(key), RefKind.replaced.value, number)
-                pipe.publish(changes.CHANGES_CHANNEL, changes.encode(tags))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise RegistryUnavailable(f"the registry (Redis) is not reachable: {exc}") from exc
+        # send_all, not a pipeline: a cluster pipeline refuses PUBLISH (send_all sends it last).
+        await self._write([
+            ("SET", order_key(number), record.model_dump_json()),
+            *[("HSET", ref_key(key), RefKind.order.value, number) for key in _safe_reference_keys(number)],
+            *[("HSET", ref_key(key), RefKind.replaced.value, number) for key in replaced],
+            *[("EVAL", _HDEL_IF_SAME, "1", ref_key(key), RefKind.replaced.value, number) for key in dropped],
+            ("PUBLISH", changes.CHANGES_CHANNEL, changes.encode(tags)),
+        ])
         self._changed(tags)
         return record
 

@@ -29,10 +29,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from tracksvc.core.redis import RedisClient, open_pubsub
 from tracksvc.domain import changes
 
 log = structlog.get_logger("answers")
@@ -60,7 +61,7 @@ class AnswerCache:
         redis: where changes are published and heard (None: nothing is kept).
     """
 
-    def __init__(self, *, ttl_s: float, max_entries: int, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, *, ttl_s: float, max_entries: int, redis: RedisClient | None = None) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.max_entries = max_entries
@@ -151,9 +152,12 @@ class AnswerCache:
         """
         if self.redis is None:
             return
+        failed = False
         while True:
-            pubsub = self.redis.pubsub()
+            pubsub: PubSub | None = None
             try:
+                pubsub = await open_pubsub(self.redis, reread_slots=failed)
+                failed = False
                 await pubsub.subscribe(changes.CHANGES_CHANNEL)
                 self.clear()
                 self.listening = True
@@ -166,10 +170,12 @@ class AnswerCache:
                             heard(tags)
             except (RedisError, OSError) as exc:
                 log.warning("answer_changes_unheard", error=type(exc).__name__)
+                failed = True
             except Exception:  # a bug must not leave this replica deaf for good: log it, listen again
                 log.exception("answer_listener_failed")
             finally:
                 self.listening = False
                 self.clear()
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                if pubsub is not None:
+                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(RESUBSCRIBE_S)

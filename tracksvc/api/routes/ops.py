@@ -3,8 +3,9 @@ Operations routes: ``GET /readyz`` (Redis and each carrier's breaker) and
 ``GET /metrics`` (Prometheus text format).
 
 ``/readyz`` needs no key: load balancers probe it. It answers 503 only when
-Redis cannot be reached (the registry cannot resolve order numbers and
-replicas lose their shared state); a carrier whose breaker is open does not
+Redis cannot be reached (on a Redis Cluster: any master, as during a
+failover), since the registry cannot resolve order numbers and replicas
+lose their shared state; a carrier whose breaker is open does not
 make the replica unready, since every replica shares that carrier and still
 answers from the cache. ``/metrics`` needs no key either, because
 Prometheus scrapes usually carry none; ``TRACKSVC_METRICS_REQUIRE_ADMIN=true``
@@ -19,6 +20,7 @@ import asyncio
 
 import orjson
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -46,7 +48,12 @@ async def redis_status(request: web.Request) -> str | None:
     """None when Redis answers PING; else why not."""
     try:
         async with asyncio.timeout(REDIS_PING_TIMEOUT_S):
-            await request.app[redis_key].ping()
+            redis = request.app[redis_key]
+            if isinstance(redis, RedisCluster):
+                # Every master: one that died leaves its slots unserved until a replica takes over.
+                await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await redis.ping()
     except TimeoutError:
         return f"no answer to PING within {REDIS_PING_TIMEOUT_S:g} s"
     except (RedisError, OSError) as exc:

@@ -52,7 +52,6 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
@@ -67,6 +66,7 @@ from tracksvc.core.errors import (
     TooManyAttempts,
 )
 from tracksvc.core.models import Carrier, TrackingStatus
+from tracksvc.core.redis import RedisClient
 from tracksvc.core.redis_keys import failure_key_prefix
 from tracksvc.domain import references
 from tracksvc.domain.records import Direction
@@ -204,7 +204,7 @@ class FailureLimiter:
     window); each MULTI touches a single key, so this works on a cluster.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, max_failures: int, window_s: int) -> None:
+    def __init__(self, redis: RedisClient, *, max_failures: int, window_s: int) -> None:
         self.redis = redis
         self.max_failures = max_failures
         self.window_s = window_s
