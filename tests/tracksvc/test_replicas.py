@@ -24,12 +24,12 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from carriers.sandbox.scenarios import fedex_number, ups_number
-from tests.conftest import SAMPLES, Sandbox, load_sample
+from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample
 from tracksvc.core.models import Carrier
+from tracksvc.core.redis import redis_client
 from tracksvc.core.redis_keys import UNCHECKED
 from tracksvc.dev.redis_server import RedisServer
 from tracksvc.domain.records import ShipmentRecord
@@ -101,6 +101,7 @@ def replicas(
         env.update(
             PYTHONPATH=str(ROOT),
             TRACKSVC_REDIS_URL=redis_server.url,
+            TRACKSVC_REDIS_CLUSTER=str(ON_CLUSTER).lower(),
             TRACKSVC_API_KEYS=f"agent:{KEY},ingest:{KEY}-ingest",
             TRACKSVC_LOG_LEVEL="warning",
             TRACKSVC_REFRESHER_ENABLED="false",
@@ -237,7 +238,7 @@ async def test_refreshers_in_three_processes_poll_each_shipment_once_per_period(
     Three serving processes refreshing (12 cycles each per 8 s period, no cache to hide a second
     poll): within one period every shipment is polled, and none twice.
     """
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = redis_client(redis_server.url, cluster=ON_CLUSTER)
     label_at = datetime.now(UTC) - timedelta(hours=100)
     records = [
         ShipmentRecord(shipment_id=f"R-{i}", order_number=f"O-R-{i}", carrier=Carrier.ups,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import AGENT, PORTAL
@@ -146,6 +147,7 @@ async def test_the_batch_gives_the_message_without_suggestions(
     assert "did_you_mean" not in item["error"]
 
 
+@pytest.mark.single_redis  # reads one server's command statistics
 async def test_cost_of_a_404_does_not_grow_with_the_registry(
     service: Any, redis_client: aioredis.Redis
 ) -> None:
