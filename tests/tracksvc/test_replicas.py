@@ -10,15 +10,12 @@ delivery per change, one budget, and no shipment polled twice by the refresher i
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,39 +25,19 @@ from aiohttp import web
 
 from carriers.sandbox.scenarios import fedex_number, ups_number
 from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample
+from tests.tracksvc.processes import ROOT, carriers_at, clean_env, wait_for_port
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis import redis_client
 from tracksvc.core.redis_keys import UNCHECKED
-from tracksvc.dev.redis_server import RedisServer
+from tracksvc.dev.redis_server import RedisServer, free_port
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.registry.store import Registry
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "replica-agent-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 UPS_KEY = "ups-webhook-replicas-key"
 #: The number of the two UPS Track Alert samples.
 ALERT_NUMBER = "1Z204W4R0308071865"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert process.poll() is None, "tracksvc serve exited early"
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError(f"port {port} never listened")
 
 
 def _start(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -97,25 +74,20 @@ def replicas(
 
     @asynccontextmanager
     async def start(count: int, **settings: str) -> AsyncIterator[list[str]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-        env.update(
-            PYTHONPATH=str(ROOT),
+        env = clean_env(
             TRACKSVC_REDIS_URL=redis_server.url,
             TRACKSVC_REDIS_CLUSTER=str(ON_CLUSTER).lower(),
             TRACKSVC_API_KEYS=f"agent:{KEY},ingest:{KEY}-ingest",
             TRACKSVC_LOG_LEVEL="warning",
             TRACKSVC_REFRESHER_ENABLED="false",
+            **carriers_at(sandbox.url),
         )
-        for carrier in ("UPS", "FEDEX", "USPS"):
-            env[f"TRACKSVC_{carrier}_BASE_URL"] = sandbox.url
-            env[f"TRACKSVC_{carrier}_CLIENT_ID"] = f"{carrier.lower()}-test-id"
-            env[f"TRACKSVC_{carrier}_CLIENT_SECRET"] = f"{carrier.lower()}-test-secret"
         env.update(settings)
-        ports = [_free_port() for _ in range(count)]
+        ports = [free_port() for _ in range(count)]
         processes = [_start(port, env) for port in ports]
         with _stopped_at_exit(processes):
             for port, process in zip(ports, processes, strict=True):
-                await _wait_for_port(port, process)
+                await wait_for_port(port, process)
             yield [f"http://127.0.0.1:{port}" for port in ports]
 
     return start
