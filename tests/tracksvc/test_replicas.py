@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from carriers.sandbox.scenarios import fedex_number, ups_number
-from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample
+from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample, serve_on_loopback
 from tests.tracksvc.processes import ROOT, carriers_at, clean_env, wait_for_port
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis import redis_client
@@ -133,12 +133,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     state = Receiver()
     app = web.Application()
     app.router.add_post("/hook", state.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/hook"
+    runner, url = await serve_on_loopback(app)
+    state.url = f"{url}/hook"
     yield state
     await runner.cleanup()
 
