@@ -11,7 +11,6 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
-from tests.tracksvc.test_browser import CHROMIUM, CHROMIUM_ARGS, base_url, shot, watch_errors
+from tests.tracksvc.test_browser import base_url, shot, watch_errors
+from tests.tracksvc.test_browser import browser as browser  # the fixture, shared
 from tracksvc.core.models import Carrier
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.registry.store import Registry
@@ -34,15 +34,6 @@ NUMBERS = {
     Carrier.fedex: "790000000020",
     Carrier.usps: "9400112345600000000025",
 }
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium, closed after the test."""
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 def record(sid: str, carrier: Carrier, days: float, origin: str | None, **fields: Any) -> ShipmentRecord:
