@@ -21,11 +21,12 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from carriers.sandbox.scenarios import fedex_number, ups_number
-from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample, serve_on_loopback
+from tests.conftest import ON_CLUSTER, Sandbox
 from tests.tracksvc.processes import ROOT, carriers_at, clean_env, wait_for_port
+from tests.tracksvc.test_push import ALERT_NUMBER, Receiver, alert
+from tests.tracksvc.test_push import receiver as receiver  # the fixture, shared
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis import redis_client
 from tracksvc.core.redis_keys import UNCHECKED
@@ -36,8 +37,6 @@ from tracksvc.registry.store import Registry
 KEY = "replica-agent-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 UPS_KEY = "ups-webhook-replicas-key"
-#: The number of the two UPS Track Alert samples.
-ALERT_NUMBER = "1Z204W4R0308071865"
 
 
 def _start(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -116,35 +115,6 @@ async def test_concurrent_lookups_over_three_processes_make_one_carrier_call_per
     assert sandbox.state.largest_batch["fedex"] <= 30
 
 
-class Receiver:
-    """A webhook receiver on loopback that counts the POSTs it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.read())
-        return web.Response(status=204)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", state.handle)
-    runner, url = await serve_on_loopback(app)
-    state.url = f"{url}/hook"
-    yield state
-    await runner.cleanup()
-
-
-def _alert(kind: str) -> bytes:
-    example = {"out_for_delivery": "example_1_out_for_delivery", "delivery": "example_2_delivery"}[kind]
-    (path,) = (SAMPLES / "ups").glob(f"*TrackAlert*{example}_message*")
-    return orjson.dumps(load_sample("ups", path.name))
-
-
 async def _push(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
     headers = {"x-api-key": UPS_KEY, "Content-Type": "application/json"}
     async with session.post(f"{url}/v1/carrier-events/ups", data=body, headers=headers) as response:
@@ -162,21 +132,21 @@ async def test_a_status_change_seen_by_three_processes_is_delivered_once(
         "TRACKSVC_WEBHOOK_POLL_S": "0.05",
     }
     async with replicas(3, **push) as urls, aiohttp.ClientSession() as session:
-        assert await _push(session, urls[0], _alert("out_for_delivery")) == 200
+        assert await _push(session, urls[0], orjson.dumps(alert("out_for_delivery"))) == 200
         async with session.post(
             f"{urls[1]}/v1/subscriptions", headers=AUTH,
             json={"callback_url": receiver.url, "reference": ALERT_NUMBER},
         ) as response:
             assert response.status == 201, await response.text()
             assert (await response.json())["status"] == "out_for_delivery"
-        delivery = _alert("delivery")
+        delivery = orjson.dumps(alert("delivery"))
         assert set(await asyncio.gather(*(_push(session, url, delivery) for url in urls))) == {200}
         deadline = time.monotonic() + 15
-        while not receiver.bodies and time.monotonic() < deadline:  # noqa: ASYNC110
+        while not receiver.received and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # time for a second delivery, were one coming
-    assert len(receiver.bodies) == 1
-    payload = orjson.loads(receiver.bodies[0])
+    assert len(receiver.received) == 1
+    payload = orjson.loads(receiver.received[0].body)
     assert (payload["previous_status"], payload["status"]) == ("out_for_delivery", "delivered")
 
 
