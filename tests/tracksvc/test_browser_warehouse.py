@@ -8,11 +8,8 @@ go to test-artifacts/ (CI keeps them), as in test_browser.py.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Dialog, Page, expect
 
-from tests.tracksvc.test_browser import base_url, shot, watch_errors
+from tests.tracksvc.test_browser import base_url, download_csv, shot, watch_errors
 from tests.tracksvc.test_browser import browser as browser  # the fixture, shared
 from tracksvc.core.models import Carrier
 from tracksvc.domain.records import ShipmentRecord
@@ -139,12 +136,8 @@ async def test_labels_to_void_soonest_deadline_first_with_money_at_stake(
     await expect(page.locator("#windows")).to_contain_text("to be confirmed with your carrier contract")
     await section.screenshot(path=shot("warehouse-labels-to-void"))
 
-    async with page.expect_download() as info:
-        await page.click("#download-to-void")
-    download = await info.value
-    assert download.suggested_filename.startswith("labels-to-void-")
-    text = await asyncio.to_thread(Path(await download.path()).read_text)
-    header, *lines = list(csv.reader(io.StringIO(text)))
+    name, (header, *lines) = await download_csv(page, "#download-to-void")
+    assert name.startswith("labels-to-void-")
     assert header[0] == "void_deadline"
     assert [line[header.index("shipment_id")] for line in lines] == ids
     assert errors == []
