@@ -115,6 +115,17 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g} s")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` if it still runs; kill it when it has not exited 10 s later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def _spawn(args: Sequence[str], port: int, stack: ExitStack,
            env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``python args`` (extra ``env``), stopped when ``stack`` closes; wait until ``port`` listens."""
@@ -122,17 +133,7 @@ def _spawn(args: Sequence[str], port: int, stack: ExitStack,
         [sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-    stack.callback(stop)
+    stack.callback(stop_process, process)
     _wait_for_port(port, process)
     return process
 

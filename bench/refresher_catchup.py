@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:  # ``python bench/refresher_catchup.py``
 import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from bench.economy import _spawn  # noqa: E402
+from bench.economy import _spawn, stop_process  # noqa: E402
 from carriers.sandbox.scenarios import fedex_number, ups_number, usps_number  # noqa: E402
 from tracksvc.core.models import Carrier  # noqa: E402
 from tracksvc.core.redis_keys import UNCHECKED  # noqa: E402
@@ -226,18 +226,8 @@ def _start_refresher(env: dict[str, str], stack: ExitStack, log: Path | None) ->
                                env={**env, "PYTHONPATH": str(ROOT),
                                     "TRACKSVC_LOG_LEVEL": "info" if log else "warning"},
                                stdout=out, stderr=out)
-    stack.callback(_stop, process)
+    stack.callback(stop_process, process)
     return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:

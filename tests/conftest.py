@@ -168,16 +168,22 @@ class Sandbox:
         self.state = state
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """The carrier sandbox served on 127.0.0.1 (real HTTP)."""
-    app = create_sandbox_app()
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a free port of 127.0.0.1 (real HTTP): its runner, to clean up, and base URL."""
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield Sandbox(f"http://127.0.0.1:{port}", app[state_key])
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """The carrier sandbox served on 127.0.0.1 (real HTTP)."""
+    app = create_sandbox_app()
+    runner, url = await serve_on_loopback(app)
+    yield Sandbox(url, app[state_key])
     await runner.cleanup()
 
 

@@ -99,15 +99,22 @@ async def track_ok(client: Any, reference: str) -> Any:
     return body
 
 
+async def get_checked(
+    client: Any, path: str, headers: dict[str, str] = WAREHOUSE, **query: Any
+) -> tuple[int, Any]:
+    """GET ``path`` (a path without parameters) with ``query`` as JSON, contract-checked."""
+    params = {k: str(v) for k, v in query.items()}
+    response = await client.get(path, params=params, headers=headers)
+    body = await response.json()
+    assert_matches(path, "get", response.status, body)
+    return response.status, body
+
+
 async def stalled(
     client: Any, headers: dict[str, str] = WAREHOUSE, **query: Any
 ) -> tuple[int, Any]:
     """GET /v1/labels/stalled as JSON, contract-checked."""
-    params = {k: str(v) for k, v in query.items()}
-    response = await client.get("/v1/labels/stalled", params=params, headers=headers)
-    body = await response.json()
-    assert_matches("/v1/labels/stalled", "get", response.status, body)
-    return response.status, body
+    return await get_checked(client, "/v1/labels/stalled", headers, **query)
 
 
 async def stalled_ids(client: Any, **query: Any) -> list[str]:

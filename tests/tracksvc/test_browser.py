@@ -65,6 +65,15 @@ def shot(name: str) -> str:
     return str(ARTIFACTS / f"{name}.png")
 
 
+async def download_csv(page: Page, button: str) -> tuple[str, list[list[str]]]:
+    """Click ``button`` and read the file it downloads as CSV: its suggested name and its rows."""
+    async with page.expect_download() as info:
+        await page.click(button)
+    download = await info.value
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    return download.suggested_filename, list(csv.reader(io.StringIO(text)))
+
+
 def watch_errors(page: Page) -> list[str]:
     """Collect script errors and console errors of a page."""
     errors: list[str] = []
@@ -241,12 +250,8 @@ async def test_warehouse_lists_the_stalled_label_and_downloads_csv(
     await expect(page.locator("section.origin")).to_have_count(1)
     await expect(page.locator("section.origin")).to_have_attribute("data-origin", "DAL1")
 
-    async with page.expect_download() as info:
-        await page.click("#download")
-    download = await info.value
-    assert download.suggested_filename.startswith("never-picked-up-labels-")
-    csv_text = await asyncio.to_thread(Path(await download.path()).read_text)
-    header, *lines = list(csv.reader(io.StringIO(csv_text)))
+    name, (header, *lines) = await download_csv(page, "#download")
+    assert name.startswith("never-picked-up-labels-")
     assert header[:5] == ["shipment_id", "order_number", "carrier", "tracking_number", "origin"]
     assert lines
     assert all(line[4] == "DAL1" for line in lines)

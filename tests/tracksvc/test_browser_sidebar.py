@@ -13,25 +13,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import AGENT
 from tests.tracksvc.test_browser import base_url, shot, watch_errors
 from tests.tracksvc.test_browser import browser as browser  # the fixture, shared
-from tracksvc.dev.seed import Story, seed
-from tracksvc.registry.store import Registry
+from tests.tracksvc.test_browser import stories as stories  # the fixture, shared
+from tracksvc.dev.seed import Story
 
 pytestmark = pytest.mark.browser
 
 #: The sidebar as a helpdesk embeds it.
 VIEWPORT = {"width": 350, "height": 800}
-
-
-@pytest.fixture
-async def stories(redis_client: aioredis.Redis) -> dict[str, Story]:
-    """The seed stories in the registry, by key."""
-    return {story.key: story for story in await seed(Registry(redis_client))}
 
 
 @pytest.fixture

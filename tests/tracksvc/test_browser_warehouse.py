@@ -8,20 +8,17 @@ go to test-artifacts/ (CI keeps them), as in test_browser.py.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
-from tests.tracksvc.test_browser import CHROMIUM, CHROMIUM_ARGS, base_url, shot, watch_errors
+from tests.tracksvc.test_browser import base_url, download_csv, shot, watch_errors
+from tests.tracksvc.test_browser import browser as browser  # the fixture, shared
 from tracksvc.core.models import Carrier
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.registry.store import Registry
@@ -34,15 +31,6 @@ NUMBERS = {
     Carrier.fedex: "790000000020",
     Carrier.usps: "9400112345600000000025",
 }
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium, closed after the test."""
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 def record(sid: str, carrier: Carrier, days: float, origin: str | None, **fields: Any) -> ShipmentRecord:
@@ -148,12 +136,8 @@ async def test_labels_to_void_soonest_deadline_first_with_money_at_stake(
     await expect(page.locator("#windows")).to_contain_text("to be confirmed with your carrier contract")
     await section.screenshot(path=shot("warehouse-labels-to-void"))
 
-    async with page.expect_download() as info:
-        await page.click("#download-to-void")
-    download = await info.value
-    assert download.suggested_filename.startswith("labels-to-void-")
-    text = await asyncio.to_thread(Path(await download.path()).read_text)
-    header, *lines = list(csv.reader(io.StringIO(text)))
+    name, (header, *lines) = await download_csv(page, "#download-to-void")
+    assert name.startswith("labels-to-void-")
     assert header[0] == "void_deadline"
     assert [line[header.index("shipment_id")] for line in lines] == ids
     assert errors == []

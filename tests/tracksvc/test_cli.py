@@ -17,7 +17,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -27,6 +26,7 @@ import redis.asyncio as aioredis
 from carriers.models import Carrier
 from carriers.sandbox.scenarios import by_name, ups_number
 from tests.conftest import Sandbox
+from tests.tracksvc.processes import ROOT, carriers_at, clean_env, run_tracksvc
 from tests.tracksvc.registry_helpers import hours_ago
 from tracksvc.cli.main import build_parser, main
 from tracksvc.cli.say import redis_unreachable
@@ -35,39 +35,8 @@ from tracksvc.dev.redis_server import free_port
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.registry.store import Registry
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = by_name()
 ANSI = re.compile(r"\x1b\[")
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """The test's environment without any TRACKSVC_* variable, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(values)
-    return env
-
-
-def carriers_at(url: str, *, credentials: bool = True) -> dict[str, str]:
-    """TRACKSVC_* variables pointing every carrier at ``url`` (with or without credentials)."""
-    env: dict[str, str] = {}
-    for carrier in ("UPS", "FEDEX", "USPS"):
-        env[f"TRACKSVC_{carrier}_BASE_URL"] = url
-        if credentials:
-            env[f"TRACKSVC_{carrier}_CLIENT_ID"] = f"cli-{carrier.lower()}"
-            env[f"TRACKSVC_{carrier}_CLIENT_SECRET"] = "cli-secret"
-    return env
-
-
-async def tracksvc(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run ``python -m tracksvc ARGS`` with stdout and stderr piped: exit code, stdout, stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracksvc", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 # -- help ----------------------------------------------------------------------
@@ -179,7 +148,7 @@ async def test_track_exit_codes_and_what_it_says(cli_env: redis.Redis, sandbox: 
         "empty reference": (ready, " "),
     }
     results = dict(zip(cases, await asyncio.gather(
-        *(tracksvc("track", reference, env=env) for env, reference in cases.values())
+        *(run_tracksvc("track", reference, env=env) for env, reference in cases.values())
     ), strict=True))
 
     def check(case: str, code: int, status: str | None, *said: str) -> None:
@@ -227,11 +196,11 @@ async def test_track_with_the_carriers_last_answer_exits_0_and_says_so(
         TRACKSVC_CARRIER_RETRY_ATTEMPTS="1",
     )
     number = SCENARIOS["ups-in-transit"].number
-    code, out, err = await tracksvc("track", number, env=env)
+    code, out, err = await run_tracksvc("track", number, env=env)
     assert (code, err) == (0, "")
     first = orjson.loads(out)["shipments"][0]
     sandbox.state.queue_fault(Carrier.ups, "malformed", 1)
-    code, out, err = await tracksvc("track", number, env=env)
+    code, out, err = await run_tracksvc("track", number, env=env)
     assert code == 0, err
     kept = orjson.loads(out)["shipments"][0]
     assert (kept["status"], kept["freshness"]) == ("in_transit", "stale")
@@ -250,8 +219,8 @@ async def test_track_verbose_shows_the_log_lines(cli_env: redis.Redis, sandbox: 
     )
     number = SCENARIOS["usps-malformed"].number
     # One after the other: at once, one would wait for the other's carrier call and log nothing.
-    quiet_code, quiet_out, quiet_err = await tracksvc("track", number, env=env)
-    code, out, err = await tracksvc("track", "--verbose", number, env=env)
+    quiet_code, quiet_out, quiet_err = await run_tracksvc("track", number, env=env)
+    code, out, err = await run_tracksvc("track", "--verbose", number, env=env)
     assert quiet_code == code == 2
     assert orjson.loads(quiet_out)["status"] == orjson.loads(out)["status"] == "unknown"
     assert len(quiet_err.splitlines()) == 1
@@ -307,7 +276,7 @@ async def test_a_taken_port_is_one_sentence_with_the_flag_to_change() -> None:
             ("demo", "--port", port): "--port",
             ("demo", "--port", "0", "--sandbox-port", port): "--sandbox-port",
         }
-        results = await asyncio.gather(*(tracksvc(*args, env=env) for args in cases))
+        results = await asyncio.gather(*(run_tracksvc(*args, env=env) for args in cases))
     for (args, flag), (code, out, err) in zip(cases.items(), results, strict=True):
         assert code == 2, (args, out, err)
         assert err == (

@@ -16,7 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.cluster_recording import RecordingConnection
-from tests.conftest import ADMIN, AGENT, INGEST, WAREHOUSE, Sandbox
+from tests.conftest import ADMIN, AGENT, INGEST, WAREHOUSE, Sandbox, serve_on_loopback
 from tests.tracksvc.registry_helpers import number_of, put_order, register, shipment
 from tracksvc.api.keys import redis_key, refresher_key
 from tracksvc.core.redis import redis_client
@@ -96,12 +96,8 @@ async def _receiver() -> tuple[str, web.AppRunner, list[bytes]]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return f"http://127.0.0.1:{port}/hook", runner, received
+    runner, url = await serve_on_loopback(app)
+    return f"{url}/hook", runner, received
 
 
 async def test_every_feature_sends_only_one_slot_commands(

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from tests.conftest import AGENT, INGEST, Sandbox
+from tests.conftest import AGENT, INGEST, Sandbox, serve_on_loopback
 from tests.tracksvc.registry_helpers import put_shipment, shipment
 from tracksvc.app import create_app
 from tracksvc.core.redis import redis_client
@@ -44,12 +44,8 @@ async def cluster_client(own_cluster: RedisClusterProcesses) -> AsyncIterator[Re
 
 
 async def _serve(settings: Settings) -> tuple[str, web.AppRunner]:
-    runner = web.AppRunner(create_app(settings), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return f"http://127.0.0.1:{port}", runner
+    runner, url = await serve_on_loopback(create_app(settings))
+    return url, runner
 
 
 async def test_a_killed_master_is_survived_and_no_acknowledged_write_is_lost(

@@ -11,7 +11,7 @@ from aiohttp import web
 from carriers.sandbox.app import create_sandbox_app
 from carriers.sandbox.scenarios import fedex_number
 from carriers.sandbox.state import ErrorRenderer, SandboxState
-from tests.conftest import AGENT, Sandbox
+from tests.conftest import AGENT, Sandbox, serve_on_loopback
 from tests.tracksvc.registry_helpers import number_of, register, shipment, track, track_ok
 from tracksvc.app import create_app
 from tracksvc.core.models import Carrier
@@ -168,12 +168,8 @@ class CountingState(SandboxState):
 async def counting_sandbox() -> AsyncIterator[Sandbox]:
     """The sandbox, counting concurrent tracking calls."""
     state = CountingState()
-    runner = web.AppRunner(create_sandbox_app(state), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield Sandbox(f"http://127.0.0.1:{port}", state)
+    runner, url = await serve_on_loopback(create_sandbox_app(state))
+    yield Sandbox(url, state)
     await runner.cleanup()
 
 

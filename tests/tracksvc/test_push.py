@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from carriers.sandbox.scenarios import Scenario, Step, ups_number
-from tests.conftest import AGENT, SAMPLES, Sandbox, load_sample
+from tests.conftest import AGENT, SAMPLES, Sandbox, load_sample, serve_on_loopback
 from tests.contract import assert_matches, assert_schema
 from tests.tracksvc.registry_helpers import hours_ago, number_of, register, stalled_ids, track_ok
 from tracksvc.api.keys import notifier_key, refresher_key, service_key, webhook_sender_key
@@ -137,12 +137,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     state = Receiver()
     app = web.Application()
     app.router.add_post("/hook", state.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/hook"
+    runner, url = await serve_on_loopback(app)
+    state.url = f"{url}/hook"
     yield state
     await runner.cleanup()
 

@@ -10,7 +10,6 @@ import csv
 import io
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import redis.asyncio as aioredis
 
 from carriers.sandbox.scenarios import ups_number
 from tests.conftest import ON_CLUSTER, async_test_client
+from tests.tracksvc.processes import clean_env, run_tracksvc
 from tests.tracksvc.registry_helpers import hours_ago
 from tracksvc.api.routes.track import STALLED_CSV_COLUMNS
 from tracksvc.cli.main import main
@@ -33,18 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def tracksvc(redis_url: str, *args: str, grace_hours: float | None = None) -> tuple[int, str, str]:
     """Run ``python -m tracksvc ARGS``; its exit code, stdout and stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-    env["TRACKSVC_REDIS_URL"] = redis_url
-    env["TRACKSVC_REDIS_CLUSTER"] = str(ON_CLUSTER).lower()
+    env = clean_env(TRACKSVC_REDIS_URL=redis_url, TRACKSVC_REDIS_CLUSTER=str(ON_CLUSTER).lower())
     if grace_hours is not None:
         env["TRACKSVC_TENDER_GRACE_HOURS"] = str(grace_hours)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracksvc", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_tracksvc(*args, env=env)
 
 
 def rows(count: int, start: int = 0, **fields: Any) -> list[dict[str, Any]]:

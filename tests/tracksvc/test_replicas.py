@@ -10,57 +10,33 @@ delivery per change, one budget, and no shipment polled twice by the refresher i
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from carriers.sandbox.scenarios import fedex_number, ups_number
-from tests.conftest import ON_CLUSTER, SAMPLES, Sandbox, load_sample
+from tests.conftest import ON_CLUSTER, Sandbox
+from tests.tracksvc.processes import ROOT, carriers_at, clean_env, wait_for_port
+from tests.tracksvc.test_push import ALERT_NUMBER, Receiver, alert
+from tests.tracksvc.test_push import receiver as receiver  # the fixture, shared
 from tracksvc.core.models import Carrier
 from tracksvc.core.redis import redis_client
 from tracksvc.core.redis_keys import UNCHECKED
-from tracksvc.dev.redis_server import RedisServer
+from tracksvc.dev.redis_server import RedisServer, free_port
 from tracksvc.domain.records import ShipmentRecord
 from tracksvc.registry.store import Registry
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "replica-agent-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 UPS_KEY = "ups-webhook-replicas-key"
-#: The number of the two UPS Track Alert samples.
-ALERT_NUMBER = "1Z204W4R0308071865"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert process.poll() is None, "tracksvc serve exited early"
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError(f"port {port} never listened")
 
 
 def _start(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -97,25 +73,20 @@ def replicas(
 
     @asynccontextmanager
     async def start(count: int, **settings: str) -> AsyncIterator[list[str]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-        env.update(
-            PYTHONPATH=str(ROOT),
+        env = clean_env(
             TRACKSVC_REDIS_URL=redis_server.url,
             TRACKSVC_REDIS_CLUSTER=str(ON_CLUSTER).lower(),
             TRACKSVC_API_KEYS=f"agent:{KEY},ingest:{KEY}-ingest",
             TRACKSVC_LOG_LEVEL="warning",
             TRACKSVC_REFRESHER_ENABLED="false",
+            **carriers_at(sandbox.url),
         )
-        for carrier in ("UPS", "FEDEX", "USPS"):
-            env[f"TRACKSVC_{carrier}_BASE_URL"] = sandbox.url
-            env[f"TRACKSVC_{carrier}_CLIENT_ID"] = f"{carrier.lower()}-test-id"
-            env[f"TRACKSVC_{carrier}_CLIENT_SECRET"] = f"{carrier.lower()}-test-secret"
         env.update(settings)
-        ports = [_free_port() for _ in range(count)]
+        ports = [free_port() for _ in range(count)]
         processes = [_start(port, env) for port in ports]
         with _stopped_at_exit(processes):
             for port, process in zip(ports, processes, strict=True):
-                await _wait_for_port(port, process)
+                await wait_for_port(port, process)
             yield [f"http://127.0.0.1:{port}" for port in ports]
 
     return start
@@ -144,39 +115,6 @@ async def test_concurrent_lookups_over_three_processes_make_one_carrier_call_per
     assert sandbox.state.largest_batch["fedex"] <= 30
 
 
-class Receiver:
-    """A webhook receiver on loopback that counts the POSTs it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.read())
-        return web.Response(status=204)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", state.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/hook"
-    yield state
-    await runner.cleanup()
-
-
-def _alert(kind: str) -> bytes:
-    example = {"out_for_delivery": "example_1_out_for_delivery", "delivery": "example_2_delivery"}[kind]
-    (path,) = (SAMPLES / "ups").glob(f"*TrackAlert*{example}_message*")
-    return orjson.dumps(load_sample("ups", path.name))
-
-
 async def _push(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
     headers = {"x-api-key": UPS_KEY, "Content-Type": "application/json"}
     async with session.post(f"{url}/v1/carrier-events/ups", data=body, headers=headers) as response:
@@ -194,21 +132,21 @@ async def test_a_status_change_seen_by_three_processes_is_delivered_once(
         "TRACKSVC_WEBHOOK_POLL_S": "0.05",
     }
     async with replicas(3, **push) as urls, aiohttp.ClientSession() as session:
-        assert await _push(session, urls[0], _alert("out_for_delivery")) == 200
+        assert await _push(session, urls[0], orjson.dumps(alert("out_for_delivery"))) == 200
         async with session.post(
             f"{urls[1]}/v1/subscriptions", headers=AUTH,
             json={"callback_url": receiver.url, "reference": ALERT_NUMBER},
         ) as response:
             assert response.status == 201, await response.text()
             assert (await response.json())["status"] == "out_for_delivery"
-        delivery = _alert("delivery")
+        delivery = orjson.dumps(alert("delivery"))
         assert set(await asyncio.gather(*(_push(session, url, delivery) for url in urls))) == {200}
         deadline = time.monotonic() + 15
-        while not receiver.bodies and time.monotonic() < deadline:  # noqa: ASYNC110
+        while not receiver.received and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # time for a second delivery, were one coming
-    assert len(receiver.bodies) == 1
-    payload = orjson.loads(receiver.bodies[0])
+    assert len(receiver.received) == 1
+    payload = orjson.loads(receiver.received[0].body)
     assert (payload["previous_status"], payload["status"]) == ("out_for_delivery", "delivered")
 
 

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import ADMIN, AGENT, INGEST, PORTAL, WAREHOUSE
 from tests.contract import assert_matches
 from tests.tracksvc.registry_helpers import (
+    get_checked,
     hours_ago,
     import_body,
     now,
@@ -43,11 +44,7 @@ async def void(client: Any, shipment_id: str, headers: dict[str, str] = WAREHOUS
 
 async def to_void(client: Any, headers: dict[str, str] = WAREHOUSE, **query: Any) -> tuple[int, Any]:
     """GET /v1/labels/to-void as JSON, contract-checked."""
-    params = {k: str(v) for k, v in query.items()}
-    response = await client.get("/v1/labels/to-void", params=params, headers=headers)
-    body = await response.json()
-    assert_matches("/v1/labels/to-void", "get", response.status, body)
-    return response.status, body
+    return await get_checked(client, "/v1/labels/to-void", headers, **query)
 
 
 async def to_void_ids(client: Any, **query: Any) -> list[str]:
@@ -59,10 +56,8 @@ async def to_void_ids(client: Any, **query: Any) -> list[str]:
 
 async def ages(client: Any) -> Any:
     """GET /v1/labels/stalled/ages, contract-checked."""
-    response = await client.get("/v1/labels/stalled/ages", headers=WAREHOUSE)
-    body = await response.json()
-    assert_matches("/v1/labels/stalled/ages", "get", response.status, body)
-    assert response.status == 200, body
+    status, body = await get_checked(client, "/v1/labels/stalled/ages")
+    assert status == 200, body
     return body
 
 

@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from tests.conftest import ADMIN, AGENT, Sandbox
+from tests.conftest import ADMIN, AGENT, Sandbox, serve_on_loopback
 from tests.contract import assert_matches
 from tests.tracksvc.test_push import ALERT_NUMBER, FAST, alert, post_event, settle
 from tracksvc.api.keys import redis_key
@@ -63,12 +63,8 @@ class Hits:
 async def _serve(hits: Hits) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/hook", hits.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    hits.url = f"http://127.0.0.1:{port}/hook"
+    runner, url = await serve_on_loopback(app)
+    hits.url = f"{url}/hook"
     return runner
 
 

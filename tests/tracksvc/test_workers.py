@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,16 +19,10 @@ import aiohttp
 import pytest
 
 from tests.conftest import Sandbox
-from tracksvc.dev.redis_server import RedisServer
+from tests.tracksvc.processes import ROOT, carriers_at, clean_env, wait_for_port
+from tracksvc.dev.redis_server import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 NUMBER = "1ZTRKSVC0100000033"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -72,20 +65,6 @@ def _sockets_of(pid: int) -> set[str]:
     return inodes
 
 
-async def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert process.poll() is None, "tracksvc serve exited early"
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError(f"port {port} never listened")
-
-
 def _running(process: subprocess.Popen[bytes] | int) -> bool:
     if isinstance(process, int):
         return Path(f"/proc/{process}").exists()
@@ -112,21 +91,16 @@ async def served(
     redis_server: RedisServer, sandbox: Sandbox, cli_env: Any
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
     """``python -m tracksvc serve --workers 2`` on a free port; killed if the test left it running."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSVC_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
+    port = free_port()
+    env = clean_env(
         TRACKSVC_REDIS_URL=redis_server.url,
         TRACKSVC_API_KEYS="agent:k",
         TRACKSVC_REFRESHER_ENABLED="false",
+        **carriers_at(sandbox.url),
     )
-    for carrier in ("UPS", "FEDEX", "USPS"):
-        env[f"TRACKSVC_{carrier}_BASE_URL"] = sandbox.url
-        env[f"TRACKSVC_{carrier}_CLIENT_ID"] = f"{carrier.lower()}-test-id"
-        env[f"TRACKSVC_{carrier}_CLIENT_SECRET"] = f"{carrier.lower()}-test-secret"
     process = _serve_two_workers(port, env)
     try:
-        await _wait_for_port(port, process)
+        await wait_for_port(port, process)
         for _ in range(300):  # every worker listening, not only the first
             workers = _children(process.pid)
             listening = _tcp_inodes(port, "0A")
