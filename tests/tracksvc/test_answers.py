@@ -31,16 +31,16 @@ def answers_of(client: Any) -> AnswerCache:
 
 
 async def listening(*clients: Any) -> None:
-    """Wait (at most 2 s) until every replica hears changes."""
-    deadline = time.monotonic() + 2
+    """Wait (at most 10 s: a cluster client reads its slot map first) until every replica hears changes."""
+    deadline = time.monotonic() + 10
     while not all(answers_of(c).listening for c in clients):
         assert time.monotonic() < deadline, "the change listener never subscribed"
         await asyncio.sleep(0.01)
 
 
 async def until_dropped(client: Any, before: int) -> None:
-    """Wait (at most 2 s) until a replica has dropped an answer since ``before``."""
-    deadline = time.monotonic() + 2
+    """Wait (at most 10 s) until a replica has dropped an answer since ``before``."""
+    deadline = time.monotonic() + 10
     while answers_of(client).dropped <= before:
         assert time.monotonic() < deadline, "the change was never heard"
         await asyncio.sleep(0.01)
