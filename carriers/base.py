@@ -655,7 +655,14 @@ class TrackingAdapter:
         calls = [unique[i : i + size] for i in range(0, len(unique), size)]
         with structlog.contextvars.bound_contextvars(carrier=self.carrier.value):
             started = time.perf_counter()
-            outcomes = await asyncio.gather(*(self._call(c) for c in calls), return_exceptions=True)
+            outcomes: list[TrackAnswer | BaseException]
+            if len(calls) == 1:  # the usual case: no task to start and wait for
+                try:
+                    outcomes = [await self._call(calls[0])]
+                except Exception as exc:  # as gather(return_exceptions=True) hands it over
+                    outcomes = [exc]
+            else:
+                outcomes = await asyncio.gather(*(self._call(c) for c in calls), return_exceptions=True)
             answer: TrackAnswer = {}
             failures: list[CarrierError] = []
             for batch, outcome in zip(calls, outcomes, strict=True):

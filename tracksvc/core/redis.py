@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
@@ -11,7 +12,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 
 #: Connections per client; more concurrent commands wait for one (up to ``POOL_WAIT_S``).
 MAX_CONNECTIONS = 100
@@ -24,6 +25,18 @@ CLUSTER_RETRIES = 2
 
 #: A client of either kind: every tracksvc module takes this.
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+#: Commands a :class:`BatchingRedis` sends on their own: they block, or change the state of
+#: the connection they run on.
+SENT_ALONE = frozenset({
+    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
+    "XREAD", "XREADGROUP", "WAIT", "WAITAOF", "WATCH", "UNWATCH", "MULTI", "EXEC", "DISCARD",
+    "SELECT", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "CLIENT", "AUTH", "HELLO",
+    "RESET", "QUIT", "SHUTDOWN", "DEBUG",
+})
+
+#: One queued command: its arguments, its options, and who awaits its reply.
+_Queued = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
 class Connection(aioredis.Connection):
@@ -52,6 +65,83 @@ class Connection(aioredis.Connection):
         finally:
             self.socket_timeout = timeout
 
+
+class BatchingRedis(aioredis.Redis):
+    """
+    redis-py's one-server client, whose commands issued in one turn of the event loop
+    go out together: one pipeline (one write, one read) instead of a round trip each.
+
+    A burst of lookups starts its Redis steps in the same turn (the requests arrived
+    together, their replies come back together); on loopback each socket write costs
+    tens of microseconds of CPU, most of a small command's price, so sharing the writes
+    is what lets the service keep up with the carriers' latency rather than its own.
+
+    Each command keeps its own outcome: its reply, or the error Redis gave *it* (a
+    pipeline without MULTI: not atomic, as separate commands are not). Connection
+    trouble fails the whole batch, each command as it would have failed alone (the
+    pipeline retries as the client's ``Retry`` says, like a single command). A caller
+    that stops waiting (its Redis budget ran out) leaves the others' batch alone.
+    A command that came alone in its turn goes out as redis-py sends it; commands that
+    block or change their connection's state (:data:`SENT_ALONE`) always do.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queued: list[_Queued] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.single_connection_client or str(args[0]).split(" ", 1)[0].upper() in SENT_ALONE:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        if self._queued is None:
+            self._queued = []
+            loop.call_soon(self._send_queued)  # after every task this turn has woken
+        self._queued.append((args, options, reply))
+        return await reply
+
+    def _send_queued(self) -> None:
+        queued, self._queued = self._queued or [], None
+        task = asyncio.get_running_loop().create_task(self._send(queued))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, queued: list[_Queued]) -> None:
+        waiting = [item for item in queued if not item[2].done()]  # cancelled meanwhile: not sent
+        if not waiting:
+            return
+        try:
+            if len(waiting) == 1:
+                args, options, _ = waiting[0]
+                replies = [await super().execute_command(*args, **options)]  # type: ignore[no-untyped-call]
+            else:
+                pipe = self.pipeline(transaction=False)
+                for args, options, _ in waiting:
+                    pipe.pipeline_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+                replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for _, _, reply in waiting:
+                reply.cancel()
+            raise
+        except Exception as exc:  # connection trouble (or a lone command's own error): everyone's
+            for _, _, reply in waiting:
+                if not reply.done():
+                    reply.set_exception(exc)
+            return
+        for (_, _, reply), value in zip(waiting, replies, strict=True):
+            if reply.done():
+                continue
+            if isinstance(value, ResponseError):
+                reply.set_exception(value)
+            else:
+                reply.set_result(value)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Let the batches on their way end, then close as redis-py does."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        await super().aclose(close_connection_pool)
 
 
 class ClusterClient(RedisCluster):
@@ -108,7 +198,8 @@ def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
 
     redis-py's default retries with backoff for seconds; a lookup must not
     wait that long when Redis is down, because the carriers can still answer.
-    The pool reconnects by itself once Redis is back. It is a blocking pool:
+    The pool reconnects by itself once Redis is back. Commands issued in the same turn of
+    the event loop share one round trip (:class:`BatchingRedis`). It is a blocking pool:
     redis-py's plain pool raises "Too many connections" once 100 commands are
     in flight, which a burst of lookups reaches at once; here they queue for
     a connection instead.
@@ -137,7 +228,7 @@ def redis_client(url: str, *, cluster: bool = False) -> RedisClient:
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=15,
     )
-    return aioredis.Redis.from_pool(pool)
+    return BatchingRedis.from_pool(pool)
 
 
 async def open_pubsub(redis: RedisClient, *, reread_slots: bool = False) -> PubSub:
