@@ -18,7 +18,6 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from carriers.sandbox.scenarios import Scenario, Step, ups_number
 from tests.conftest import AGENT, SAMPLES, Sandbox, load_sample, serve_on_loopback
 from tests.contract import assert_matches, assert_schema
 from tests.tracksvc.registry_helpers import hours_ago, number_of, register, stalled_ids, track_ok
@@ -339,37 +338,6 @@ async def test_a_subscription_gets_one_signed_post_per_change(
     assert len(receiver.received) == 1
     assert await client.server.app[notifier_key].store.pending() == 0
     assert sandbox.state.calls["ups:track"] == 0
-
-
-async def _scard_calls(redis: aioredis.Redis) -> int:
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_scard", {}).get("calls", 0))
-
-
-async def test_cold_answers_skip_the_subscription_count_while_none_exist(
-    service_with: Callable[..., Any], receiver: Receiver, sandbox: Sandbox, redis_client: aioredis.Redis
-) -> None:
-    """
-    With no subscription anywhere, one count is read and the answers right after skip it
-    (one Redis round trip less per cold lookup); a subscription made here ends that at once.
-    """
-    client = await service_with(**FAST)
-    app = client.server.app
-    await redis_client.config_resetstat()
-    for serial in range(3):
-        number = ups_number(8_100 + serial)
-        sandbox.state.add(Scenario(Carrier.ups, number, f"ups-{number}", TrackingStatus.in_transit,
-                                   ((Step.label, timedelta(days=2)), (Step.pickup, timedelta(days=1)))))
-        await track_ok(client, number)
-    await app[notifier_key].idle()
-    assert await _scard_calls(redis_client) == 1  # the first answer read the count; the next two did not
-
-    await post_event(client, alert("out_for_delivery"))
-    status, sub = await subscribe(client, ALERT_NUMBER, receiver.url)
-    assert status == 201
-    await post_event(client, alert("delivery"))  # within the window, yet heard at once
-    await wait_until(lambda: len(receiver.delivered) == 1)
-    assert check_signed(receiver.delivered[0], sub["secret"])["status"] == "delivered"
 
 
 async def test_an_order_subscription_hears_about_each_of_its_shipments(

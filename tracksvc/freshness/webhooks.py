@@ -117,12 +117,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Evaluations waiting for the workers; beyond this, news is dropped (the sweep catches up).
 QUEUE_LIMIT = 10_000
 
-#: How long "no subscription exists" is trusted: carrier answers landing meanwhile are not
-#: queued for evaluation (saves a Redis round trip per cold lookup). A subscription made on
-#: this replica ends it at once; one made on another replica within this window is
-#: evaluated by the sweep instead.
-NONE_KNOWN_S = 0.5
-
 #: Workers evaluating subscriptions after carrier answers.
 WORKERS = 4
 
@@ -538,8 +532,6 @@ class Notifier:
         self.clock = clock
         self._queue: asyncio.Queue[tuple[Carrier, str]] = asyncio.Queue(QUEUE_LIMIT)
         self._workers: list[asyncio.Task[None]] = []
-        #: Until this monotonic time, no subscription existed a moment ago: answers skip the queue.
-        self._none_until = 0.0
 
     # -- subscriptions
 
@@ -602,7 +594,6 @@ class Notifier:
             )
             baseline = "" if view.status is TrackingStatus.unknown else view.status.value
             await self.store.create(sub, baseline, next_sweep=time.time() + self.sweep_every_s)
-            self._none_until = 0.0
         except BaseException:
             if owner is not None:
                 with contextlib.suppress(RedisError, OSError):
@@ -667,7 +658,6 @@ class Notifier:
     async def check_number(self, carrier: Carrier, number: str) -> int:
         """Re-evaluate the subscriptions whose reference leads to ``number``; returns how many changed."""
         if await self.store.count() == 0:
-            self._none_until = time.monotonic() + NONE_KNOWN_S
             return 0
         resolution: Resolution | None = None
         if self.registry is not None:
@@ -705,8 +695,6 @@ class Notifier:
         """Tracker listener: queue a look at this number when its carrier status moved."""
         if previous is not None and _carrier_status(previous) == _carrier_status(current):
             return  # nothing new from the carrier; the clock's changes are the sweep's
-        if time.monotonic() < self._none_until:
-            return  # no subscription anywhere a moment ago (a newer one is the sweep's)
         try:
             self._queue.put_nowait((carrier, number))
         except asyncio.QueueFull:
