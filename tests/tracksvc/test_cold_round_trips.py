@@ -81,7 +81,6 @@ async def counted(
     adapters = {c: cls(session, settings.carrier(c)) for c, cls in REGISTRY.items()}
     tracker = Tracker.from_settings(adapters, TrackingCache.from_settings(redis, settings), redis, settings)
     await tracker.lookup(Carrier.ups, _in_transit(sandbox, 7_001))  # scripts loaded, token fetched, pool warm
-    await tracker.settle()  # and its landing done
     CountingConnection.sends.clear()
     yield Counted(tracker, CountingConnection.sends, adapters, settings)
     await tracker.aclose()
@@ -99,7 +98,6 @@ async def test_cold_lookup_costs_three_round_trips(
     tracker, sends = counted.tracker, counted.sends
     number = _in_transit(sandbox, 7_002)
     lookup = await tracker.lookup(Carrier.ups, number)
-    await tracker.settle()  # the landing's round trip runs after the lookup answered
     assert lookup.freshness is Freshness.live
     assert lookup.result is not None
     assert len(sends) <= 3, sends
@@ -130,7 +128,6 @@ async def test_concurrent_cold_lookups_share_one_read(
     tracker, sends = counted.tracker, counted.sends
     number = _in_transit(sandbox, 7_006)
     lookups = await asyncio.gather(*(tracker.lookup(Carrier.ups, number) for _ in range(10)))
-    await tracker.settle()  # the one landing included
     assert {lk.as_of for lk in lookups} == {lookups[0].as_of}
     assert all(lk.result is not None and lk.result.status is TrackingStatus.in_transit for lk in lookups)
     assert len(sends) <= 3, sends

@@ -23,7 +23,7 @@ from tests.conftest import Sandbox
 from tracksvc.core.models import Carrier, Outcome, TrackingStatus
 from tracksvc.core.redis import redis_client as connect_redis
 from tracksvc.core.settings import Settings
-from tracksvc.economy.cache import CachedAnswer, TrackingCache, TtlPolicy, track_key
+from tracksvc.economy.cache import CachedAnswer, TrackingCache, TtlPolicy
 from tracksvc.economy.quota import quota_key
 from tracksvc.economy.singleflight import flight_key
 from tracksvc.economy.tracker import Freshness, Lookup, Tracker
@@ -151,7 +151,6 @@ async def test_listener_hears_each_fresh_answer_once(make_tracker: MakeTracker, 
 
     tracker.add_listener(listener)
     await asyncio.gather(*(tracker.lookup(Carrier.ups, UPS_IN_TRANSIT) for _ in range(10)))
-    await tracker.settle()  # listeners are told once the answer has landed (in the background)
     assert heard == [(Carrier.ups, UPS_IN_TRANSIT)]
 
 
@@ -242,60 +241,13 @@ async def test_within_soft_ttl_no_call_at_all(make_tracker: MakeTracker, sandbox
     assert calls(sandbox, Carrier.ups) == 1
 
 
-async def test_a_lookup_answers_before_its_landing_and_nothing_is_asked_twice(
-    make_tracker: MakeTracker, sandbox: Sandbox, redis_client: aioredis.Redis
-) -> None:
-    """
-    The answer is stored, the lock released and the outcome published after the lookup
-    answered: meanwhile a second lookup here and one on another replica get that answer
-    without a second carrier call, and once landed Redis holds it, the lock gone.
-    """
-    number = ups_number(4_811)
-    sandbox.state.add(Scenario(Carrier.ups, number, f"ups-{number}", TrackingStatus.in_transit,
-                               ((Step.label, timedelta(days=2)), (Step.pickup, timedelta(days=1)))))
-    here, replica = await make_tracker(), await make_tracker()
-    first = await here.lookup(Carrier.ups, number)
-    assert len(here.flights._landings) == 1  # answered; the landing still under way
-    again, elsewhere = await asyncio.gather(
-        here.lookup(Carrier.ups, number), replica.lookup(Carrier.ups, number)
-    )
-    assert calls(sandbox, Carrier.ups) == 1
-    assert first.freshness is Freshness.live
-    assert first.as_of is not None
-    assert again.as_of == first.as_of
-    assert elsewhere.as_of == first.as_of
-    await here.settle()
-    assert await redis_client.exists(track_key(Carrier.ups, number)) == 1
-    assert await redis_client.exists(flight_key(Carrier.ups, number, "lock")) == 0
-
-
-async def test_shutdown_waits_for_the_landings(
-    make_settings: Callable[..., Settings], sandbox: Sandbox, redis_client: aioredis.Redis
-) -> None:
-    """A tracker closed right after a lookup answered still stores that answer and releases the lock."""
-    settings = make_settings(sandbox.url, carrier_retry_attempts=1)
-    redis = connect_redis(settings.redis_url or "", cluster=settings.redis_cluster)
-    async with aiohttp.ClientSession() as session:
-        adapters = {c: cls(session, settings.carrier(c)) for c, cls in REGISTRY.items()}
-        cache = TrackingCache.from_settings(redis, settings)
-        tracker = Tracker.from_settings(adapters, cache, redis, settings)
-        lookup = await tracker.lookup(Carrier.ups, UPS_IN_TRANSIT)
-        assert lookup.freshness is Freshness.live
-        await tracker.aclose()
-    await redis.aclose()
-    assert await redis_client.exists(track_key(Carrier.ups, UPS_IN_TRANSIT)) == 1
-    assert await redis_client.exists(flight_key(Carrier.ups, UPS_IN_TRANSIT, "lock")) == 0
-
-
 async def test_past_hard_ttl_asks_first_and_serves_stale_on_failure(
     make_tracker: MakeTracker, sandbox: Sandbox
 ) -> None:
     """Past the hard TTL the carrier is asked first; if it fails the old answer is served stale."""
     tracker = await make_tracker(cache_ttl_active_s=0, cache_hard_ttl_active_s=0)
     first = await tracker.lookup(Carrier.ups, UPS_IN_TRANSIT)
-    await tracker.settle()  # landed: a lookup now no longer joins the fetch that got it
     second = await tracker.lookup(Carrier.ups, UPS_IN_TRANSIT)
-    await tracker.settle()
     assert second.freshness is Freshness.live
     assert calls(sandbox, Carrier.ups) == 2
     sandbox.state.queue_fault(Carrier.ups, "503", 1)

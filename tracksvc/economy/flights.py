@@ -13,13 +13,7 @@ A lookup's path through here::
             or wait for the replica that holds it (its outcome comes over
             pub/sub); when the holder dies, take over
     land    store the answer, release the lock and publish the outcome, in
-            one round trip; tell the listeners. In the background: the lookup
-            answers as soon as the carrier has (a Redis round trip less on its
-            way); until the landing ends, a lookup of the number in this
-            process joins it (the answer at once, no second carrier call) and
-            another replica finds the lock still held (it waits for the
-            published outcome); :meth:`Flights.settle` and shutdown wait for
-            landings
+            one round trip; tell the listeners
 
 Concurrent lookups of one number in this process share one first read and
 one fetch (tasks everyone awaits, shielded: a caller that goes away never
@@ -131,9 +125,6 @@ class Flights:
         self.on_answer = on_answer
         self._reads: InProcessFlights[Key, Opened] = InProcessFlights()
         self._fetches: InProcessFlights[Key, FlightResult] = InProcessFlights()
-        #: Answers being stored and told, each the outcome of its fetch (a fetch of the number
-        #: does not start again before its landing ended).
-        self._landings: InProcessFlights[Key, FlightResult] = InProcessFlights()
 
     # -- what a lookup calls ------------------------------------------------------
 
@@ -146,7 +137,7 @@ class Flights:
         if kept is not None:
             return Opened(kept)
         key = (carrier, number)
-        if self.redis is None or self._under_way(key) is not None:
+        if self.redis is None or self._fetches.get(key) is not None:
             # Nothing to lock (no Redis, or a fetch is already under way here): only read.
             return Opened(await self.cache.get(carrier, number))
         read = self._reads.get(key)
@@ -163,7 +154,7 @@ class Flights:
             opened.claimed = True
         else:
             key = (carrier, number)
-            running = self._under_way(key)
+            running = self._fetches.get(key)
             if running is None:
                 flight = self._start(key, opened.cached, background=False, found=opened.lock)
             else:
@@ -175,14 +166,10 @@ class Flights:
     def revalidate(self, carrier: Carrier, number: str, cached: CachedAnswer) -> None:
         """Refresh in the background, unless a fetch for the number is already under way."""
         key = (carrier, number)
-        if self._under_way(key) is not None:
+        if self._fetches.get(key) is not None:
             return
         self.metrics.background_refreshes.labels(carrier.value).inc()
         self._start(key, cached, background=True)
-
-    def _under_way(self, key: Key) -> asyncio.Task[FlightResult] | None:
-        """The fetch of the number under way in this process, or its landing: its outcome."""
-        return self._fetches.get(key) or self._landings.get(key)
 
     # -- the first read -------------------------------------------------------------
 
@@ -285,20 +272,9 @@ class Flights:
             if lock is not None and self.redis is not None:
                 await asyncio.shield(self.redis.finish(lock, b""))  # waiters move on at once
             raise
-        # Stored and told in the background: the lookups waiting for it answer now.
-        self._landings.start((carrier, number), self._land_and_tell(carrier, number, cached, result, lock))
-        return result
-
-    async def _land_and_tell(
-        self, carrier: Carrier, number: str, cached: CachedAnswer | None, result: FlightResult,
-        lock: FlightLock | None,
-    ) -> FlightResult:
-        try:
-            await self._land(carrier, number, result, lock)
-            if isinstance(result, CachedAnswer):
-                await self.on_answer(carrier, number, cached, result)
-        except Exception:  # a bug must not go unseen (nobody awaits a landing's errors)
-            log.exception("flight_landing_crashed", carrier=carrier.value, tracking_number=number)
+        await self._land(carrier, number, result, lock)
+        if isinstance(result, CachedAnswer):
+            await self.on_answer(carrier, number, cached, result)
         return result
 
     async def _land(
@@ -320,17 +296,12 @@ class Flights:
     # -- lifecycle ------------------------------------------------------------------
 
     async def settle(self) -> None:
-        """
-        Wait until every read, fetch and landing under way, background refreshes included,
-        has ended (what the lookups answered is then stored and told).
-        """
-        while len(self._reads) or len(self._fetches) or len(self._landings):
+        """Wait until every read and fetch under way, background refreshes included, has ended."""
+        while len(self._reads) or len(self._fetches):
             await self._reads.settle()
             await self._fetches.settle()
-            await self._landings.settle()
 
     async def aclose(self) -> None:
-        """Cancel every read and fetch under way, and let the landings end (app shutdown)."""
+        """Cancel every read and fetch under way (app shutdown)."""
         await self._reads.aclose()
         await self._fetches.aclose()
-        await self._landings.settle()
