@@ -9,7 +9,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import structlog
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from carriers.adapters import REGISTRY
 from tracksvc.api.background import add_background_tasks
@@ -37,7 +40,11 @@ from tracksvc.registry.store import Registry
 from tracksvc.service.answers import AnswerCache
 from tracksvc.service.lookup import TrackService
 
+log = structlog.get_logger("app")
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The most the start waits to read a Redis Cluster's slot map.
+STARTUP_SLOT_MAP_S = 2.0
 
 #: Routes that stream their body and bound it themselves (the import: in rows), so they
 #: take bodies of any size; every other route reads at most ``TRACKSVC_MAX_BODY_BYTES``.
@@ -47,7 +54,18 @@ STREAMING_ROUTES = frozenset({("POST", "/v1/shipments/import")})
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """One Redis client (pool) for the app."""
     settings = app[settings_key]
-    app[redis_key] = redis_client(settings.redis_url or DEFAULT_REDIS_URL, cluster=settings.redis_cluster)
+    client = redis_client(settings.redis_url or DEFAULT_REDIS_URL, cluster=settings.redis_cluster)
+    app[redis_key] = client
+    if isinstance(client, RedisCluster):
+        # Read the slot map before the first requests: a burst arriving while the client
+        # reads it can stall a command until its socket timeout. An unreachable cluster
+        # does not stop the start (carrier numbers are answered without Redis); the
+        # client reads the map on its first command instead.
+        try:
+            async with asyncio.timeout(STARTUP_SLOT_MAP_S):
+                await client.initialize()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("redis_cluster_not_reachable_at_start", error=str(exc))
     yield
     await app[redis_key].aclose()
 

@@ -23,10 +23,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from carriers.sandbox.scenarios import CATALOGUE
 from tests.conftest import AGENT, INGEST, Sandbox
 from tests.contract import assert_matches
-from tracksvc.app import create_app
+from tracksvc.app import STARTUP_SLOT_MAP_S, create_app
 from tracksvc.core.redis import Connection, redis_client
 from tracksvc.core.settings import Settings
-from tracksvc.dev.redis_server import RedisServer
+from tracksvc.dev.redis_server import RedisServer, free_port
 
 TRACK = "/v1/track/{reference}"
 UPS_IN_TRANSIT = next(s.number for s in CATALOGUE if s.name == "ups-in-transit")
@@ -177,3 +177,19 @@ async def test_a_frozen_redis_still_times_out_the_read_after_a_send_without_a_ti
         if own_redis.process is not None:
             os.kill(own_redis.process.pid, signal.SIGCONT)
         await client.aclose()
+
+
+async def test_a_cluster_unreachable_at_start_still_starts_and_answers_carrier_numbers(
+    service_with: Callable[..., Any],
+) -> None:
+    """
+    The start reads a cluster's slot map first, but a cluster nobody answers for does
+    not stop it: carrier numbers are answered, flagged, within the Redis budget.
+    """
+    started = time.monotonic()
+    client = await service_with(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_cluster=True)
+    assert time.monotonic() - started < STARTUP_SLOT_MAP_S + 1.5
+    status, body, _, _ = await get(client, UPS_IN_TRANSIT)
+    assert status == 200, body
+    assert body["status"] == "in_transit"
+    assert "registry_unavailable" in body["flags"]
